@@ -1,0 +1,73 @@
+"""Training end to end on real text, the bundle it writes, and exact resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+
+from textlstm import checkpoint
+from textlstm.evaluate import evaluate_split, predict_logits
+from textlstm.predict import Predictor
+from textlstm.train import fit
+
+
+def test_tiny_model_beats_the_majority_class_on_sms_test(tiny_run):
+    test = tiny_run.prepared.splits["test"]
+    labels = np.asarray(test["label"])
+    majority = np.bincount(labels).max() / len(labels)  # 86.6%: always "ham"
+    report = evaluate_split(
+        tiny_run.model, test, tiny_run.prepared.label_names, torch.device("cpu")
+    )
+    assert report["accuracy"] > majority + 0.03
+    assert report["per_class"]["spam"]["recall"] > 0.5
+
+
+def test_bundle_is_complete_and_latest_points_to_it(tiny_run):
+    run = tiny_run.run_dir
+    for name in checkpoint.BUNDLE_FILES + ("metrics.json", "train_state.pt", "metrics.jsonl"):
+        assert (run / name).is_file(), name
+    assert (run.parent / "latest").resolve() == run.resolve()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["hidden_dim"] == 16 and config["train"]["epochs"] == 2
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
+
+
+def test_reloaded_checkpoint_gives_identical_logits(tiny_run):
+    test = tiny_run.prepared.splits["test"].select(range(64))
+    before = predict_logits(tiny_run.model, test, torch.device("cpu"))
+    model, _, _ = checkpoint.load_model(tiny_run.run_dir)
+    after = predict_logits(model, test, torch.device("cpu"))
+    np.testing.assert_array_equal(before, after)
+    cell, _, _ = checkpoint.load_model(tiny_run.run_dir, rnn="cell")
+    np.testing.assert_allclose(predict_logits(cell, test, torch.device("cpu")), before, atol=1e-5)
+
+
+def test_numpy_engine_equals_torch(tiny_run):
+    texts = tiny_run.prepared.splits["test"]["text"][:40] + ["", "WINNER!! call now"]
+    fast = Predictor(tiny_run.run_dir, engine="numpy").probabilities(texts, batch_size=7)
+    slow = Predictor(tiny_run.run_dir, engine="torch").probabilities(texts, batch_size=7)
+    np.testing.assert_allclose(fast, slow, atol=1e-5)
+
+
+def test_resume_after_an_epoch_ends_with_the_same_weights(tmp_path):
+    straight = fit(tiny_config("model.num_layers=1"), tmp_path / "straight")
+    first = fit(tiny_config("model.num_layers=1", "train.epochs=1"), tmp_path / "resumed")
+    assert first.best["epoch"] == 1
+    cfg = tiny_config("model.num_layers=1")
+    resumed = fit(cfg, tmp_path / "resumed", resume=True)
+    state_a = checkpoint.load_train_state(tmp_path / "straight")["model"]
+    state_b = checkpoint.load_train_state(tmp_path / "resumed")["model"]
+    for name, value in state_a.items():
+        torch.testing.assert_close(state_b[name], value, atol=1e-6, rtol=0)
+    assert resumed.best["epoch"] == straight.best["epoch"]
+
+
+def test_existing_run_is_never_clobbered(tiny_run):
+    from textlstm import TextlstmError
+
+    with pytest.raises(TextlstmError, match="--overwrite"):
+        fit(tiny_config(), tiny_run.run_dir)

@@ -1,0 +1,18 @@
+"""textlstm: text classification with a bidirectional multi-layer LSTM.
+
+Importing the package is cheap on purpose (no torch, no datasets): the CLI's `--help`
+and `classify` stay fast. Each stage lives in its own module; see DESIGN.md.
+"""
+
+__version__ = "0.1.0"
+
+# Layout version of the checkpoint bundle. Bump when a file's meaning changes, so an old
+# textlstm refuses a newer bundle with a clear message instead of mis-reading it.
+FORMAT_VERSION = 1
+
+
+class TextlstmError(Exception):
+    """A problem the user can fix (bad path, missing column, ...).
+
+    The CLI prints it as one `error:` line on stderr and exits with status 1; no traceback.
+    """

@@ -1,0 +1,138 @@
+"""Embedding -> bidirectional multi-layer LSTM -> pooling -> dropout -> Linear.
+
+Padding never changes a prediction. The usual shortcut, `out[:, -1, :]` of a
+right-padded batch, reads the state after the padding: a short text's result then
+depends on the longest text in its batch. Here every reader of the LSTM output is
+length-aware (masked max/mean, state at the true last token).
+
+Two recurrent implementations share one parameter layout (`nn.LSTM`'s names):
+- `cudnn` (default) `DenseLSTM`: the fused kernels behind `nn.LSTM` (cuDNN on GPU, oneDNN
+  on CPU) run on the dense padded batch, one call per layer and direction. The forward
+  direction is exact on a right-padded batch up to each text's length by causality. The
+  backward direction gets each text reversed *within its length*, so it starts at the
+  true last token; its output is reversed back the same way. That is exactly what
+  `pack_padded_sequence` computes, without packing's cost (1.25-3x slower, measured).
+- `cell` `CellLSTM` (cell.py): the hand-written equations, the readable reference.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from textlstm import TextlstmError
+from textlstm.cell import CellLSTM, LSTMParameters
+
+POOLINGS = ("last", "max", "mean")
+
+
+@dataclass
+class ModelConfig:
+    """Network shape (section `model`). Vocabulary and class count come from the data."""
+
+    emb_dim: int = 128
+    hidden_dim: int = 128  # per direction
+    num_layers: int = 2
+    bidirectional: bool = True
+    dropout: float = 0.3  # between LSTM layers and before the classifier
+    embedding_dropout: float = 0.1
+    pooling: str = "max+last"  # "last", "max", "mean", or several joined with "+"
+    rnn: str = "cudnn"  # "cudnn" (fused kernels, exact dense) | "cell" (hand-written)
+
+    def check(self) -> None:
+        parts = self.pooling.split("+")
+        if not parts or any(p not in POOLINGS for p in parts) or len(set(parts)) != len(parts):
+            raise TextlstmError(
+                f"model.pooling={self.pooling!r}: use {', '.join(POOLINGS)}, or several "
+                "joined with '+' (e.g. 'max+last')"
+            )
+        if self.rnn not in ("cudnn", "cell"):
+            raise TextlstmError(f"model.rnn must be 'cudnn' or 'cell', not {self.rnn!r}")
+        for name in ("emb_dim", "hidden_dim", "num_layers"):
+            if getattr(self, name) < 1:
+                raise TextlstmError(f"model.{name} must be at least 1")
+        for name in ("dropout", "embedding_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise TextlstmError(f"model.{name} must be in [0, 1)")
+
+
+def reverse_within_length(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, T) time index that reverses each text's first `length` steps, keeps the rest.
+
+    Applying it twice is the identity, so the same index maps the output back.
+    """
+    t = torch.arange(steps, device=lengths.device)[None, :]
+    lengths = lengths[:, None]
+    return torch.where(t < lengths, lengths - 1 - t, t)
+
+
+def gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[2]))
+
+
+class DenseLSTM(LSTMParameters):
+    """`nn.LSTM`'s fused kernel per layer and direction on a dense right-padded batch."""
+
+    def encode(self, x: torch.Tensor, lengths: torch.Tensor):
+        """(out (B, T, D*H) zero past each length, last layer's final h (D, B, H))."""
+        batch, steps, _ = x.shape
+        lengths = lengths.to(x.device)
+        mask = (torch.arange(steps, device=x.device)[None, :] < lengths[:, None])[:, :, None]
+        flip = reverse_within_length(lengths, steps) if self.num_directions == 2 else None
+        zeros = x.new_zeros(1, batch, self.hidden_size)
+        layer_input = x
+        for layer in range(self.num_layers):
+            outs = []
+            for direction in range(self.num_directions):
+                seq = layer_input if direction == 0 else gather_time(layer_input, flip)
+                # torch.lstm is the op nn.LSTM calls: one layer, one direction, batch first.
+                out, _, _ = torch.lstm(
+                    seq, (zeros, zeros), self.layer_weights(layer, direction),
+                    True, 1, 0.0, self.training, False, True,
+                )  # fmt: skip
+                outs.append(out if direction == 0 else gather_time(out, flip))
+            layer_out = torch.cat(outs, dim=2) * mask  # outputs over padding are discarded
+            layer_input = self.between_layers(layer_out, layer)
+        last = (lengths - 1).clamp(min=0)
+        hidden = self.hidden_size
+        h_fwd = layer_out[torch.arange(batch, device=x.device), last, :hidden]
+        finals = [h_fwd] if self.num_directions == 1 else [h_fwd, layer_out[:, 0, hidden:]]
+        return layer_out, torch.stack(finals)
+
+
+class TextLSTM(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int, pad_id: int = 0):
+        super().__init__()
+        cfg.check()
+        self.cfg = cfg
+        self.embedding = nn.Embedding(vocab_size, cfg.emb_dim, padding_idx=pad_id)
+        rnn_class = CellLSTM if cfg.rnn == "cell" else DenseLSTM
+        self.rnn = rnn_class(
+            cfg.emb_dim, cfg.hidden_dim, cfg.num_layers, cfg.bidirectional, cfg.dropout
+        )
+        self.poolings = cfg.pooling.split("+")
+        width = cfg.hidden_dim * self.rnn.num_directions
+        self.classifier = nn.Linear(width * len(self.poolings), num_classes)
+
+    def features(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The pooled text representation, (B, D*H*len(poolings))."""
+        emb = self.embedding(input_ids)
+        emb = F.dropout(emb, self.cfg.embedding_dropout, self.training)
+        out, h_n = self.rnn.encode(emb, lengths)
+        lengths = lengths.to(out.device)
+        mask = torch.arange(out.shape[1], device=out.device)[None, :, None] < lengths[:, None, None]
+        pooled = []
+        for kind in self.poolings:
+            if kind == "max":
+                pooled.append(out.masked_fill(~mask, float("-inf")).amax(dim=1))
+            elif kind == "mean":
+                pooled.append(out.sum(dim=1) / lengths[:, None].to(out.dtype))  # pads are 0
+            else:  # last: forward state at the true last token, backward state at token 0
+                pooled.append(torch.cat(list(h_n), dim=1))
+        return torch.cat(pooled, dim=1)
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_classes) for right-padded ids (B, T) and true lengths (B,)."""
+        feats = F.dropout(self.features(input_ids, lengths), self.cfg.dropout, self.training)
+        return self.classifier(feats)

@@ -1,0 +1,184 @@
+"""Text -> token ids: a `tokenizers` tokenizer trained on the train split only.
+
+Two vocabularies, chosen with `data.tokenizer`:
+- `wordpiece` (default): words split into subword pieces, so an unseen word still maps to
+  known pieces (misspellings, spam's "fr33", names). Costs a few more tokens per text.
+- `word`: one id per word, anything unseen is `[UNK]`. Fewer tokens (faster), and the
+  only choice that lines up with pretrained word vectors.
+
+Both lower-case (configurable), normalise Unicode (NFKC), drop control characters and
+split punctuation. Ids 0 and 1 are always `[PAD]` and `[UNK]`.
+
+Truncation keeps `max_len` tokens: the head, or head and tail (`data.truncation =
+"head+tail"`, useful for reviews whose verdict comes last). Texts are cut to a bounded
+number of characters *before* tokenizing, so a 1,000,000-character input costs no more
+than a long one. An empty text becomes a single `[UNK]`: the model is defined for every
+input (see README, "Empty input").
+
+Only `tokenizers` is imported here (fast); `datasets` is needed by the functions that
+take `Dataset`s and is imported there.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+from textlstm import TextlstmError, __version__
+from textlstm.data import PREPROCESSED_MARKER, DataConfig, load_raw
+
+PAD, UNK = "[PAD]", "[UNK]"
+PAD_ID, UNK_ID = 0, 1
+# No token we keep spans more than this many characters on average, so cutting the text
+# at max_len * CHARS_PER_TOKEN characters first never changes which tokens are kept in
+# practice, and bounds the work on huge inputs.
+CHARS_PER_TOKEN = 32
+
+
+def build_tokenizer(cfg: DataConfig) -> tuple[Tokenizer, trainers.Trainer]:
+    if cfg.tokenizer == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token=UNK, max_input_chars_per_word=64))
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=cfg.vocab_size,
+            min_frequency=cfg.min_frequency,
+            special_tokens=[PAD, UNK],
+            show_progress=False,
+        )
+    elif cfg.tokenizer == "word":
+        tok = Tokenizer(models.WordLevel(unk_token=UNK))
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=cfg.vocab_size,
+            min_frequency=cfg.min_frequency,
+            special_tokens=[PAD, UNK],
+            show_progress=False,
+        )
+    else:
+        raise TextlstmError(f"data.tokenizer must be 'wordpiece' or 'word', not {cfg.tokenizer!r}")
+    steps = [normalizers.NFKC(), normalizers.BertNormalizer(lowercase=cfg.lowercase)]
+    tok.normalizer = normalizers.Sequence(steps)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tok, trainer
+
+
+def train_tokenizer(train_split, cfg: DataConfig) -> Tokenizer:
+    """Learn the vocabulary from the train split's texts (never from validation/test)."""
+    tok, trainer = build_tokenizer(cfg)
+
+    def batches(size=2000):
+        for start in range(0, len(train_split), size):
+            yield train_split[start : start + size]["text"]
+
+    tok.train_from_iterator(batches(), trainer=trainer, length=len(train_split))
+    assert tok.token_to_id(PAD) == PAD_ID and tok.token_to_id(UNK) == UNK_ID
+    return tok
+
+
+def clip_text(text: str, max_len: int, truncation: str) -> str:
+    limit = max_len * CHARS_PER_TOKEN
+    if len(text) <= limit:
+        return text
+    if truncation == "head+tail":
+        return text[: limit // 2] + " " + text[-limit // 2 :]
+    return text[:limit]
+
+
+def encode(tok: Tokenizer, texts: list[str], max_len: int, truncation: str = "head"):
+    """Token ids for each text, at most `max_len`, never empty."""
+    if truncation not in ("head", "head+tail"):
+        raise TextlstmError(f"data.truncation must be 'head' or 'head+tail', not {truncation!r}")
+    encodings = tok.encode_batch([clip_text(t, max_len, truncation) for t in texts])
+    result = []
+    for enc in encodings:
+        ids = enc.ids
+        if len(ids) > max_len:
+            if truncation == "head+tail":
+                head = (max_len + 1) // 2
+                ids = ids[:head] + ids[len(ids) - (max_len - head) :]
+            else:
+                ids = ids[:max_len]
+        result.append(ids or [UNK_ID])
+    return result
+
+
+def tokenize_splits(splits, tok: Tokenizer, cfg: DataConfig):
+    """Add `input_ids` and `length` with `Dataset.map` (cached by datasets).
+
+    `splits` is a `Dataset` or `DatasetDict` with columns text and label.
+    """
+    import datasets
+
+    features = datasets.Features(
+        {
+            "text": datasets.Value("string"),
+            "label": datasets.Value("int64"),
+            "input_ids": datasets.Sequence(datasets.Value("int32")),
+            "length": datasets.Value("int32"),
+        }
+    )
+
+    def add_ids(batch):
+        ids = encode(tok, batch["text"], cfg.max_len, cfg.truncation)
+        return {"input_ids": ids, "length": [len(i) for i in ids]}
+
+    return splits.map(add_ids, batched=True, batch_size=1000, features=features, desc="tokenizing")
+
+
+@dataclass
+class Prepared:
+    """Tokenized splits and everything needed to rebuild them for new text."""
+
+    splits: object  # DatasetDict: text, label, input_ids, length
+    tokenizer: Tokenizer
+    label_names: list[str]
+    data: DataConfig
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare(cfg: DataConfig, seed: int = 0, tokenizer: Tokenizer | None = None) -> Prepared:
+    """Load `cfg.source` and tokenize it, or reuse a `textlstm preprocess` folder as is.
+
+    `tokenizer` (a resumed run's own) is used instead of training a new one.
+    """
+    source = Path(cfg.source).expanduser()
+    if (source / PREPROCESSED_MARKER).is_file():
+        return load_preprocessed(source, cfg)
+    raw = load_raw(cfg, seed)
+    tok = tokenizer or train_tokenizer(raw.splits["train"], cfg)
+    splits = tokenize_splits(raw.splits, tok, cfg)
+    return Prepared(splits, tok, raw.label_names, cfg, raw.notes)
+
+
+def save_preprocessed(prep: Prepared, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    prep.splits.save_to_disk(str(out / "splits"))
+    prep.tokenizer.save(str(out / "tokenizer.json"))
+    (out / "labels.json").write_text(json.dumps(prep.label_names, ensure_ascii=False) + "\n")
+    meta = {"textlstm_version": __version__, "data": asdict(prep.data), "notes": prep.notes}
+    (out / PREPROCESSED_MARKER).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load_preprocessed(folder: Path, requested: DataConfig) -> Prepared:
+    """Reuse tokenizer and tokenized splits; their tokenizer settings win over `requested`."""
+    import datasets
+
+    meta = json.loads((folder / PREPROCESSED_MARKER).read_text())
+    saved = DataConfig(**meta["data"])
+    notes = list(meta.get("notes", []))
+    notes.append(f"using the tokenizer and tokenized splits preprocessed in {folder}")
+    for name in ("tokenizer", "vocab_size", "min_frequency", "lowercase", "max_len", "truncation"):
+        if getattr(requested, name) != getattr(DataConfig(), name) and getattr(
+            requested, name
+        ) != getattr(saved, name):
+            notes.append(
+                f"data.{name}={getattr(requested, name)!r} ignored: the preprocessed data "
+                f"used {getattr(saved, name)!r} (run preprocess again to change it)"
+            )
+    saved.source = str(folder)
+    return Prepared(
+        splits=datasets.load_from_disk(str(folder / "splits")),
+        tokenizer=Tokenizer.from_file(str(folder / "tokenizer.json")),
+        label_names=json.loads((folder / "labels.json").read_text()),
+        data=saved,
+        notes=notes,
+    )

@@ -1,0 +1,324 @@
+"""The training loop, top to bottom in `fit`: one function, a comment per phase.
+
+AdamW with decoupled weight decay on matrices only; cross-entropy (optional label
+smoothing); gradient clipping by global norm; linear warm-up then cosine or linear
+decay; validation every epoch; the best epoch (by `train.metric`) is what the bundle
+holds; early stopping after `patience` epochs without improvement.
+
+Host-device syncs are marked `# sync:`. The step itself has none: the loss is summed on
+the device and read every `log_every` steps, token counts come from CPU-side lengths.
+
+Stopping: SIGINT / SIGTERM let the current step finish, then `train_state.pt` is written
+with the position inside the epoch, and `textlstm train --resume RUN_DIR` continues
+from exactly there (same batches, same RNG streams).
+"""
+
+import datetime
+import json
+import math
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from textlstm import TextlstmError, checkpoint
+from textlstm.batching import BucketBatchSampler, loader
+from textlstm.evaluate import evaluate_split
+from textlstm.model import TextLSTM
+from textlstm.tokenizer import PAD_ID, prepare
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and run control (section `train`)."""
+
+    epochs: int = 10
+    batch_size: int = 64  # texts per batch (an upper bound when max_tokens is set)
+    max_tokens: int = 0  # > 0: batches of at most this many padded tokens (GPU)
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05  # share of all steps spent ramping the LR up from 0
+    schedule: str = "cosine"  # after warm-up: "cosine" | "linear" | "constant"
+    clip_norm: float = 1.0  # global gradient-norm clip; 0 disables
+    label_smoothing: float = 0.0
+    metric: str = "macro_f1"  # picks the best epoch: "macro_f1" | "accuracy" | "loss"
+    patience: int = 3  # epochs without improvement before stopping early; 0 = never
+    seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when present) | "cpu" | "cuda" | "cuda:N"
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast)
+    pad_multiple: int = 1  # round batch width up to this (8/16 helps GPU kernels)
+    workers: int = 0  # DataLoader processes building batches ahead of the GPU
+    log_every: int = 20  # steps between progress updates (each is one host sync)
+    eval_batch_size: int = 256
+    test: bool = True  # after training, report on the test split when there is one
+
+    def check(self) -> None:
+        if self.metric not in ("macro_f1", "accuracy", "loss"):
+            raise TextlstmError("train.metric must be macro_f1, accuracy or loss")
+        if self.schedule not in ("cosine", "linear", "constant"):
+            raise TextlstmError("train.schedule must be cosine, linear or constant")
+        if self.precision not in ("fp32", "bf16"):
+            raise TextlstmError("train.precision must be fp32 or bf16")
+        if self.epochs < 1 or self.batch_size < 1 or self.log_every < 1:
+            raise TextlstmError("train.epochs, batch_size and log_every must be at least 1")
+
+
+class Interrupted(Exception):
+    """Training stopped by a signal after saving a resumable state."""
+
+    def __init__(self, signum: int, run_dir: Path):
+        super().__init__(signum, run_dir)
+        self.signum, self.run_dir = signum, run_dir
+        self.exit_code = 128 + signum
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TextlstmError(f"--device {name}: no CUDA GPU is available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise TextlstmError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from exc
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def numpy_rng_state() -> tuple:
+    """numpy's global RNG state as plain values (torch.load(weights_only=True) reads it)."""
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    return (name, key.tolist(), pos, has_gauss, cached)
+
+
+def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
+    warmup = int(cfg.warmup_ratio * total)
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1 - progress
+
+
+def default_run_dir(source: str) -> Path:
+    name = Path(source.rstrip("/")).name.replace(":", "-") or "run"
+    return checkpoint.DEFAULT_ROOT / f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def better(value: float, best: float | None, metric: str) -> bool:
+    return best is None or (value < best if metric == "loss" else value > best)
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    model: TextLSTM
+    prepared: object  # tokenizer.Prepared
+    best: dict
+
+
+def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool = False):
+    """Train per `cfg` (a config.RunConfig) into `run_dir`; returns the best model."""
+    tc = cfg.train
+    tc.check()
+    device = pick_device(tc.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+
+    # -- run directory: never silently clobber a finished run --------------------------
+    run_dir = Path(run_dir) if run_dir else default_run_dir(cfg.data.source)
+    if not resume and (run_dir / "model.safetensors").exists() and not overwrite:
+        raise TextlstmError(
+            f"{run_dir} already holds a run; pass --overwrite to replace it, "
+            f"--resume {run_dir} to continue it, or choose another --out"
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ".write-test").touch()
+        (run_dir / ".write-test").unlink()
+    except OSError as exc:
+        raise TextlstmError(f"cannot write to {run_dir}: {exc.strerror or exc}") from exc
+    if not resume:  # a fresh run (or --overwrite): nothing of an older run may survive
+        for old in ("model.safetensors", "metrics.json", "metrics.jsonl", "train_state.pt",
+                    "report.json", "report.md"):  # fmt: skip
+            (run_dir / old).unlink(missing_ok=True)
+
+    # -- data: load, check, tokenize (the tokenizer is the run's own on resume) -----------
+    seed_everything(tc.seed)
+    tokenizer = checkpoint.load_tokenizer(run_dir) if resume else None
+    prep = prepare(cfg.data, tc.seed, tokenizer)
+    cfg.data = prep.data
+    for note in prep.notes:
+        say(f"note: {note}")
+    train_split, val_split = prep.splits["train"], prep.splits["validation"]
+    say(
+        f"data: {len(train_split)} train / {len(val_split)} validation"
+        + (f" / {len(prep.splits['test'])} test" if "test" in prep.splits else "")
+        + f" texts, {len(prep.label_names)} classes, vocab {prep.tokenizer.get_vocab_size()}"
+    )
+
+    # -- model, optimiser, schedule ------------------------------------------------------
+    vocab = prep.tokenizer.get_vocab_size()
+    model = TextLSTM(cfg.model, vocab, len(prep.label_names), PAD_ID).to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embedding" in n]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay}],
+        lr=tc.lr,
+        weight_decay=0.0,
+        fused=device.type == "cuda",
+    )
+    sampler = BucketBatchSampler(
+        train_split["length"],
+        tc.batch_size,
+        tc.max_tokens,
+        True,
+        tc.seed,
+        pad_multiple=tc.pad_multiple,
+    )
+    total_steps = tc.epochs * len(sampler.batches(0))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, tc)
+    )
+    batches = loader(train_split, sampler, PAD_ID, tc.workers, pin_memory=device.type == "cuda")
+    config = checkpoint.bundle_config(cfg.data, cfg.model, tc, vocab, prep.label_names)
+    checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
+    say(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
+
+    # -- resume: weights, optimiser, schedule, RNG streams, position --------------------
+    start_epoch, skip, step, best, stale = 0, 0, 0, None, 0
+    if resume:
+        state = checkpoint.load_train_state(run_dir)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start_epoch, skip, step = state["epoch"], state["batches_done"], state["step"]
+        best, stale = state["best"], state["stale"]
+        random.setstate(state["python_rng"])
+        np.random.set_state(tuple(state["numpy_rng"]))
+        torch.set_rng_state(state["torch_rng"])
+        say(f"resuming {run_dir} at epoch {start_epoch + 1}, batch {skip}, step {step}")
+
+    def save_state(epoch: int, batches_done: int) -> None:
+        checkpoint.save_train_state(
+            run_dir,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "epoch": epoch,
+                "batches_done": batches_done,
+                "step": step,
+                "best": best,
+                "stale": stale,
+                "python_rng": random.getstate(),
+                "numpy_rng": numpy_rng_state(),
+                "torch_rng": torch.get_rng_state(),
+            },
+        )
+
+    stop = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stop["signal"] = signum  # acted on between steps, never inside one
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for epoch in range(start_epoch, tc.epochs):
+            # -- one epoch of training steps -------------------------------------------------
+            model.train()
+            sampler.set_epoch(epoch, skip)
+            done, loss_sum, seen, tokens, started = (
+                skip,
+                torch.zeros((), device=device),
+                0,
+                0,
+                time.time(),
+            )
+            bar = tqdm(
+                total=len(sampler.batches(epoch)), initial=skip, unit="batch", leave=False,
+                desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not sys.stderr.isatty(),
+            )  # fmt: skip
+            for batch in batches:
+                tokens += int(batch["lengths"].sum())  # CPU tensor: no device sync
+                ids = batch["input_ids"].to(device, non_blocking=True)
+                lengths = batch["lengths"].to(device, non_blocking=True)
+                labels = batch["labels"].to(device, non_blocking=True)
+                with torch.autocast(device.type, torch.bfloat16, enabled=tc.precision == "bf16"):
+                    logits = model(ids, lengths)
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=tc.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if tc.clip_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
+                optimizer.step()
+                schedule.step()
+                loss_sum += loss.detach() * len(labels)
+                seen += len(labels)
+                done += 1
+                step += 1
+                bar.update(1)
+                if done % tc.log_every == 0:
+                    avg = loss_sum.item() / seen  # sync: once every log_every steps
+                    rate = tokens / max(time.time() - started, 1e-9)
+                    bar.set_postfix(loss=f"{avg:.4f}", tok_s=f"{rate:,.0f}")
+                if stop["signal"] is not None:
+                    save_state(epoch, done)
+                    raise Interrupted(stop["signal"], run_dir)
+            bar.close()
+            skip = 0
+            elapsed = time.time() - started
+            train_loss = loss_sum.item() / max(seen, 1)  # sync: end of epoch
+
+            # -- validation, metrics.jsonl, best bundle, early stopping -------------------
+            report = evaluate_split(
+                model, val_split, prep.label_names, device, tc.eval_batch_size, tc.precision
+            )
+            row = {
+                "epoch": epoch + 1, "step": step, "train_loss": train_loss,
+                "val_loss": report["loss"], "val_accuracy": report["accuracy"],
+                "val_macro_f1": report["macro_f1"], "lr": schedule.get_last_lr()[0],
+                "tokens_per_s": tokens / max(elapsed, 1e-9), "epoch_s": elapsed,
+            }  # fmt: skip
+            with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            value = report[tc.metric]
+            improved = better(value, best, tc.metric)
+            say(
+                f"epoch {epoch + 1}/{tc.epochs}  train loss {train_loss:.4f}  val loss "
+                f"{report['loss']:.4f}  val acc {report['accuracy']:.4f}  val macro-F1 "
+                f"{report['macro_f1']:.4f}  {row['tokens_per_s']:,.0f} tok/s  {elapsed:.1f}s"
+                + ("  *best" if improved else "")
+            )
+            if improved:
+                best, stale = value, 0
+                metrics = {"epoch": epoch + 1, "step": step, "metric": tc.metric, **row}
+                checkpoint.save_best(run_dir, model, metrics)
+            else:
+                stale += 1
+            save_state(epoch + 1, 0)
+            if tc.patience and stale >= tc.patience:
+                say(f"early stop: no {tc.metric} improvement for {stale} epochs")
+                break
+            if stop["signal"] is not None:
+                raise Interrupted(stop["signal"], run_dir)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    # -- the result is the best epoch's weights --------------------------------------------
+    best_model, _, _ = checkpoint.load_model(run_dir, device)
+    checkpoint.point_latest(run_dir)
+    return FitResult(run_dir, best_model, prep, json.loads((run_dir / "metrics.json").read_text()))
