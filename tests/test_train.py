@@ -1,11 +1,15 @@
 """Training end to end on real text, the bundle it writes, and exact resume."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import SMS, TINY, tiny_config
 
 from textlstm import checkpoint
 from textlstm.evaluate import evaluate_split, predict_logits
@@ -53,17 +57,37 @@ def test_numpy_engine_equals_torch(tiny_run):
     np.testing.assert_allclose(fast, slow, atol=1e-5)
 
 
-def test_resume_after_an_epoch_ends_with_the_same_weights(tmp_path):
-    straight = fit(tiny_config("model.num_layers=1"), tmp_path / "straight")
-    first = fit(tiny_config("model.num_layers=1", "train.epochs=1"), tmp_path / "resumed")
-    assert first.best["epoch"] == 1
-    cfg = tiny_config("model.num_layers=1")
-    resumed = fit(cfg, tmp_path / "resumed", resume=True)
-    state_a = checkpoint.load_train_state(tmp_path / "straight")["model"]
-    state_b = checkpoint.load_train_state(tmp_path / "resumed")["model"]
-    for name, value in state_a.items():
-        torch.testing.assert_close(state_b[name], value, atol=1e-6, rtol=0)
-    assert resumed.best["epoch"] == straight.best["epoch"]
+def test_sigint_mid_epoch_then_resume_ends_with_the_same_weights(tmp_path):
+    """Kill a real training process with SIGINT mid-epoch; the resumed run must end with
+    the same weights as an uninterrupted one."""
+    overrides = [*TINY, "model.num_layers=1", "train.epochs=3", "train.batch_size=16"]
+    straight = fit(tiny_config("model.num_layers=1", "train.epochs=3", "train.batch_size=16"),
+                   tmp_path / "straight")  # fmt: skip
+    run_dir = tmp_path / "interrupted"
+    args = [sys.executable, "-m", "textlstm", "train", "--data", str(SMS), "--out", str(run_dir)]
+    for item in overrides:
+        args += ["--set", item]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run_dir / "metrics.jsonl").is_file() and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # epoch 1 has ended (an epoch takes >1 s): now inside epoch 2
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"--resume {run_dir}" in err
+    state = checkpoint.load_train_state(run_dir)
+    assert state["epoch"] == 1 and 0 < state["batches_done"] < 279  # inside epoch 2
+
+    resumed = fit(tiny_config("model.num_layers=1", "train.epochs=3", "train.batch_size=16"),
+                  run_dir, resume=True)  # fmt: skip
+    final_a = checkpoint.load_train_state(straight.run_dir)["model"]
+    final_b = checkpoint.load_train_state(run_dir)["model"]
+    for name, value in final_a.items():
+        torch.testing.assert_close(final_b[name], value, atol=1e-6, rtol=0)
+    assert resumed.best == straight.best | {"epoch_s": resumed.best["epoch_s"],
+                                            "tokens_per_s": resumed.best["tokens_per_s"],
+                                            "train_loss": resumed.best["train_loss"]}  # fmt: skip
 
 
 def test_existing_run_is_never_clobbered(tiny_run):

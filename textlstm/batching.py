@@ -131,5 +131,7 @@ def loader(split, sampler: BucketBatchSampler, pad_id=0, workers=0, pin_memory=F
         batch_size=None,
         num_workers=workers,
         pin_memory=pin_memory,
-        persistent_workers=False,
+        # Its own generator: otherwise each epoch's iterator draws a seed from torch's
+        # global RNG (which dropout uses), and a resumed run would drift from the original.
+        generator=torch.Generator().manual_seed(0),
     )

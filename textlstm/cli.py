@@ -149,7 +149,8 @@ def train(
         click.echo("note: no test split (or train.test=false): reporting on validation", err=True)
     report_for(result.model, splits[split], result.prepared.label_names, split, result.run_dir,
                cfg.data.source, report_dir, cfg.train)  # fmt: skip
-    click.echo(f"checkpoint: {result.run_dir}  (checkpoints/latest points here)")
+    latest = result.run_dir.parent / "latest"
+    click.echo(f"checkpoint: {result.run_dir}  ({latest} points here)")
 
 
 def report_for(model, split_data, label_names, split, run_dir, source, report_dir, tc):
@@ -243,7 +244,7 @@ def classify(texts, checkpoint, file, top_k, threshold, fmt, output, engine, dev
     Empty or whitespace-only texts are classified as a single unknown token
     (the model's prior); a warning names them, and JSON output marks "empty": true.
     """
-    from textlstm.predict import Predictor
+    from textlstm.predict import Predictor, top_labels
 
     predictor = Predictor(checkpoint, engine, device)
     out = click.open_file(output or "-", "w", encoding="utf-8", atomic=bool(output))
@@ -255,8 +256,7 @@ def classify(texts, checkpoint, file, top_k, threshold, fmt, output, engine, dev
             probs = predictor.probabilities(chunk, batch_size)
             for text, row in zip(chunk, probs, strict=True):
                 number += 1
-                best = row.argsort()[::-1][:top_k]
-                picks = [(predictor.labels[i], float(row[i])) for i in best if row[i] >= threshold]
+                picks = top_labels(row, predictor.labels, top_k, threshold)
                 empty = not text.strip()
                 if empty:
                     click.echo(f"warning: text {number} is empty; classified as unknown input",

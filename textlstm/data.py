@@ -42,7 +42,7 @@ class DataConfig:
     label_column: str = "label"
     validation_fraction: float = 0.1  # carved (stratified) from train when there is none
     # Tokenizer, trained on the train split only (see tokenizer.py for the trade-offs).
-    tokenizer: str = "wordpiece"  # "wordpiece" (subwords, no true OOV) | "word"
+    tokenizer: str = "word"  # "word" (reproducible) | "wordpiece" (subwords, see tokenizer.py)
     vocab_size: int = 20000
     min_frequency: int = 2
     lowercase: bool = True

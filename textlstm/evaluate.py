@@ -7,14 +7,13 @@ table is printed on the terminal. Metrics are computed with numpy: no scikit-lea
 """
 
 import datetime
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from textlstm.batching import BucketBatchSampler, PaddedBatches
-from textlstm.checkpoint import write_json
+from textlstm.checkpoint import atomic_write, write_json
 
 
 @torch.no_grad()
@@ -126,11 +125,5 @@ def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
         "```",
         "",
     ]
-    from textlstm.checkpoint import atomic_write
-
     atomic_write(md_path, "\n".join(md).encode())
     return json_path, md_path
-
-
-def summary(report: dict) -> str:
-    return json.dumps({k: report[k] for k in ("accuracy", "macro_f1", "n")})

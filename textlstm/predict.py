@@ -52,7 +52,6 @@ def numpy_logits(w: dict, model_cfg: dict, ids: np.ndarray, lengths: np.ndarray)
     mask = np.arange(steps)[None, :] < lengths[:, None]
     directions = 2 if model_cfg["bidirectional"] else 1
     layer_input = w["embedding.weight"][ids]
-    finals = []
     for layer in range(model_cfg["num_layers"]):
         outs = []
         for d in range(directions):
@@ -127,10 +126,10 @@ class Predictor:
 
     def classify(self, texts: list[str], top_k: int = 1, threshold: float = 0.0):
         """For each text, [(label, probability), ...]: the top k at or above threshold."""
-        probs = self.probabilities(texts)
-        k = min(top_k, len(self.labels))
-        results = []
-        for row in probs:
-            best = np.argsort(-row, kind="stable")[:k]
-            results.append([(self.labels[i], float(row[i])) for i in best if row[i] >= threshold])
-        return results
+        return [top_labels(row, self.labels, top_k, threshold) for row in self.probabilities(texts)]
+
+
+def top_labels(row: np.ndarray, labels: list[str], top_k: int = 1, threshold: float = 0.0):
+    """[(label, probability), ...] of one text: the `top_k` most likely at >= `threshold`."""
+    best = np.argsort(-row, kind="stable")[:top_k]
+    return [(labels[i], float(row[i])) for i in best if row[i] >= threshold]

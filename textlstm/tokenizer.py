@@ -1,10 +1,16 @@
 """Text -> token ids: a `tokenizers` tokenizer trained on the train split only.
 
 Two vocabularies, chosen with `data.tokenizer`:
-- `wordpiece` (default): words split into subword pieces, so an unseen word still maps to
-  known pieces (misspellings, spam's "fr33", names). Costs a few more tokens per text.
-- `word`: one id per word, anything unseen is `[UNK]`. Fewer tokens (faster), and the
-  only choice that lines up with pretrained word vectors.
+- `word` (default): one id per word, anything unseen is `[UNK]`. Fewer tokens (faster),
+  lines up with pretrained word vectors, and reproducible: the same data gives the same
+  vocabulary and ids in every process.
+- `wordpiece`: words split into subword pieces, so an unseen word still maps to known
+  pieces (misspellings, "fr33", names). Costs a few more tokens per text. Not
+  bit-reproducible: `tokenizers` breaks ties between equally frequent merges in a
+  per-process hash order, so two processes can learn slightly different vocabularies
+  (measured: 6,889 vs 6,890 pieces on SMS spam). A run's own tokenizer.json is always
+  reused by --resume, evaluate and classify, so this only matters between runs.
+  On SMS spam the two are tied on validation (docs/BENCHMARKS.md).
 
 Both lower-case (configurable), normalise Unicode (NFKC), drop control characters and
 split punctuation. Ids 0 and 1 are always `[PAD]` and `[UNK]`.

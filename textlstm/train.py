@@ -48,6 +48,7 @@ class TrainConfig:
     schedule: str = "cosine"  # after warm-up: "cosine" | "linear" | "constant"
     clip_norm: float = 1.0  # global gradient-norm clip; 0 disables
     label_smoothing: float = 0.0
+    class_weights: str = "none"  # "none" | "balanced" (loss weight n / (k * count) per class)
     metric: str = "macro_f1"  # picks the best epoch: "macro_f1" | "accuracy" | "loss"
     patience: int = 3  # epochs without improvement before stopping early; 0 = never
     seed: int = 0
@@ -64,6 +65,8 @@ class TrainConfig:
             raise TextlstmError("train.metric must be macro_f1, accuracy or loss")
         if self.schedule not in ("cosine", "linear", "constant"):
             raise TextlstmError("train.schedule must be cosine, linear or constant")
+        if self.class_weights not in ("none", "balanced"):
+            raise TextlstmError("train.class_weights must be none or balanced")
         if self.precision not in ("fp32", "bf16"):
             raise TextlstmError("train.precision must be fp32 or bf16")
         if self.epochs < 1 or self.batch_size < 1 or self.log_every < 1:
@@ -196,6 +199,11 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     config = checkpoint.bundle_config(cfg.data, cfg.model, tc, vocab, prep.label_names)
     checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
     say(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
+    class_weight = None
+    if tc.class_weights == "balanced":  # rare classes count more in the loss
+        counts = np.bincount(np.asarray(train_split["label"]), minlength=len(prep.label_names))
+        weight = len(train_split) / (len(counts) * np.maximum(counts, 1))
+        class_weight = torch.tensor(weight, dtype=torch.float32, device=device)
 
     # -- resume: weights, optimiser, schedule, RNG streams, position --------------------
     start_epoch, skip, step, best, stale = 0, 0, 0, None, 0
@@ -258,7 +266,9 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 labels = batch["labels"].to(device, non_blocking=True)
                 with torch.autocast(device.type, torch.bfloat16, enabled=tc.precision == "bf16"):
                     logits = model(ids, lengths)
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=tc.label_smoothing)
+                loss = F.cross_entropy(
+                    logits.float(), labels, class_weight, label_smoothing=tc.label_smoothing
+                )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if tc.clip_norm > 0:
