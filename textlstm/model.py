@@ -1,6 +1,6 @@
 """Embedding -> bidirectional multi-layer LSTM -> pooling -> dropout -> Linear.
 
-Padding never changes a prediction. The usual shortcut, `out[:, -1, :]` of a
+Padding never changes a prediction. The usual shortcut, reading the last time step of a
 right-padded batch, reads the state after the padding: a short text's result then
 depends on the longest text in its batch. Here every reader of the LSTM output is
 length-aware (masked max/mean, state at the true last token).
