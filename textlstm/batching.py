@@ -41,6 +41,7 @@ class BucketBatchSampler:
         self.pad_multiple = pad_multiple
         self.epoch = 0
         self.skip = 0  # batches of the current epoch already consumed (resume)
+        self._cached_epoch, self._cached = None, []
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         self.epoch, self.skip = epoch, skip
@@ -66,6 +67,13 @@ class BucketBatchSampler:
         return batches
 
     def batches(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's batches; memoised, since the loop asks for them more than once."""
+        if self._cached_epoch != epoch:
+            self._cached = self.build(epoch)
+            self._cached_epoch = epoch
+        return self._cached
+
+    def build(self, epoch: int) -> list[np.ndarray]:
         n = len(self.lengths)
         if not self.shuffle:
             # Evaluation: one global sort gives the least padding; order is restored later.
