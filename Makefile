@@ -39,6 +39,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check textlstm tests bench
 	$(BIN)/ruff format --check textlstm tests bench
 
+# Benchmarks (bench/): baselines need the [bench] extra; datasets are read from ../shared/data.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q $(PIP_EXTRA) $(TORCH_SPEC) -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench-accuracy: $(BENCH_STAMP)
+	$(TEST_ENV) $(BIN)/python bench/accuracy.py $(if $(QUICK),--quick) --write docs/BENCHMARKS.md $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -47,3 +47,24 @@ def test_huge_text_is_cheap(tok):
     start = time.time()
     ids = encode(tok, ["great " * 200_000], max_len=64)[0]  # 1.2M characters
     assert len(ids) == 64 and time.time() - start < 2
+
+
+def test_digits_zero_shares_number_tokens_and_survives_save(tmp_path):
+    from tokenizers import Tokenizer
+
+    texts = ["call 08712460324 now", "call 09061701461 today", "ring 2 me"] * 5
+    cfg = DataConfig(tokenizer="word", vocab_size=100, min_frequency=2, digits="zero")
+    tok = train_tokenizer(Dataset.from_dict({"text": texts}), cfg)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    loaded = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    a, b = (encode(loaded, [t], max_len=8)[0] for t in ["call 07700900123", "call 08001234567"])
+    assert a == b and UNK_ID not in a  # an unseen number maps to the shared "00000000000"
+    kept = train_tokenizer(Dataset.from_dict({"text": texts}), DataConfig(vocab_size=100))
+    assert UNK_ID in encode(kept, ["call 07700900123"], max_len=8)[0]
+
+
+def test_digits_option_is_checked():
+    from textlstm import TextlstmError
+
+    with pytest.raises(TextlstmError, match="data.digits"):
+        train_tokenizer(Dataset.from_dict({"text": TEXTS}), DataConfig(digits="drop"))

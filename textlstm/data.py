@@ -46,6 +46,7 @@ class DataConfig:
     vocab_size: int = 20000
     min_frequency: int = 2
     lowercase: bool = True
+    digits: str = "keep"  # "keep" | "zero": every digit becomes 0 (numbers share tokens)
     max_len: int = 256  # tokens kept per text; longer texts are truncated
     truncation: str = "head"  # "head" keeps the start | "head+tail" keeps start and end
 

@@ -13,7 +13,10 @@ Two vocabularies, chosen with `data.tokenizer`:
   On SMS spam the two are tied on validation (docs/BENCHMARKS.md).
 
 Both lower-case (configurable), normalise Unicode (NFKC), drop control characters and
-split punctuation. Ids 0 and 1 are always `[PAD]` and `[UNK]`.
+split punctuation. `data.digits = "zero"` writes every digit as 0, so "0871 246 0324"
+and "0800 123 4567" share tokens: the model learns "a phone number" rather than memorising
+each number (which a word vocabulary would otherwise map to `[UNK]`). The normaliser is
+saved in tokenizer.json, so classify applies it too. Ids 0 and 1 are always `[PAD]` and `[UNK]`.
 
 Truncation keeps `max_len` tokens: the head, or head and tail (`data.truncation =
 "head+tail"`, useful for reviews whose verdict comes last). Texts are cut to a bounded
@@ -29,7 +32,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from textlstm import TextlstmError, __version__
 from textlstm.data import PREPROCESSED_MARKER, DataConfig, load_raw
@@ -62,6 +65,10 @@ def build_tokenizer(cfg: DataConfig) -> tuple[Tokenizer, trainers.Trainer]:
     else:
         raise TextlstmError(f"data.tokenizer must be 'wordpiece' or 'word', not {cfg.tokenizer!r}")
     steps = [normalizers.NFKC(), normalizers.BertNormalizer(lowercase=cfg.lowercase)]
+    if cfg.digits == "zero":
+        steps.append(normalizers.Replace(Regex(r"\d"), "0"))
+    elif cfg.digits != "keep":
+        raise TextlstmError(f"data.digits must be 'keep' or 'zero', not {cfg.digits!r}")
     tok.normalizer = normalizers.Sequence(steps)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     return tok, trainer
@@ -172,7 +179,8 @@ def load_preprocessed(folder: Path, requested: DataConfig) -> Prepared:
     saved = DataConfig(**meta["data"])
     notes = list(meta.get("notes", []))
     notes.append(f"using the tokenizer and tokenized splits preprocessed in {folder}")
-    for name in ("tokenizer", "vocab_size", "min_frequency", "lowercase", "max_len", "truncation"):
+    for name in ("tokenizer", "vocab_size", "min_frequency", "lowercase", "digits", "max_len",
+                 "truncation"):  # fmt: skip
         if getattr(requested, name) != getattr(DataConfig(), name) and getattr(
             requested, name
         ) != getattr(saved, name):

@@ -1,0 +1,108 @@
+"""Ablation sweep: train one preset with variations over several seeds, select on validation.
+
+    python bench/sweep.py --config configs/sms_spam.toml --seeds 0 1 2 \
+        --variant base= --variant "wd0.1=train.weight_decay=0.1" --out sweep.jsonl
+
+Each `--variant NAME=KEY=VALUE[,KEY=VALUE...]` is trained once per seed (in this process,
+one after another). A row per run goes to `--out` (JSON lines) with the best epoch's
+validation metrics and, for the record only, the test metrics of that same checkpoint.
+The summary table ranks variants by mean validation macro-F1 (then validation loss):
+choices are made on validation, never on test. The test columns are printed so that the
+cost of a choice can be seen afterwards, not to make it.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    name, _, sets = text.partition("=")
+    return name, [s for s in sets.split(",") if s]
+
+
+def run_one(config_path, overrides, seed):
+    import torch
+
+    from textlstm import config
+    from textlstm.evaluate import evaluate_split
+    from textlstm.train import fit
+
+    cfg = config.build(config_path, (*overrides, f"train.seed={seed}"))
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.time()
+        result = fit(cfg, Path(tmp) / "run")
+        seconds = time.time() - started
+        row = {"seed": seed, "train_s": seconds, **{f"val_{k}": v for k, v in best(result)}}
+        splits = result.prepared.splits
+        if "test" in splits:
+            rep = evaluate_split(
+                result.model,
+                splits["test"],
+                result.prepared.label_names,
+                torch.device("cpu"),
+                256,
+                "fp32",
+            )
+            row.update(test_accuracy=rep["accuracy"], test_macro_f1=rep["macro_f1"])
+            row["test_f1_per_class"] = [c["f1"] for c in rep["per_class"].values()]
+    return row
+
+
+def best(result):
+    b = result.best
+    return [("accuracy", b["val_accuracy"]), ("macro_f1", b["val_macro_f1"]),
+            ("loss", b["val_loss"]), ("epoch", b["epoch"])]  # fmt: skip
+
+
+def summarise(rows):
+    def stat(key):
+        values = [r[key] for r in rows if key in r]
+        if not values:
+            return float("nan"), float("nan")
+        return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    return {k: stat(k) for k in ("val_macro_f1", "val_accuracy", "val_loss", "test_accuracy",
+                                 "test_macro_f1", "train_s")}  # fmt: skip
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--variant", action="append", default=[], help="NAME=KEY=VALUE[,KEY=VALUE]")
+    ap.add_argument("--set", action="append", default=[], help="applied to every variant")
+    ap.add_argument("--out", default="sweep.jsonl")
+    args = ap.parse_args()
+    variants = [parse_variant(v) for v in args.variant] or [("base", [])]
+    results = {}
+    with open(args.out, "a", encoding="utf-8") as out:
+        for name, sets in variants:
+            for seed in args.seeds:
+                row = {"variant": name, "sets": sets, **run_one(args.config, args.set + sets, seed)}
+                out.write(json.dumps(row) + "\n")
+                out.flush()
+                results.setdefault(name, []).append(row)
+                print(json.dumps(row), file=sys.stderr)
+    table = sorted(results.items(), key=lambda kv: -summarise(kv[1])["val_macro_f1"][0])
+    print("| variant | val macro-F1 | val acc | val loss | test acc | test macro-F1 | s/run |")
+    print("|---|---|---|---|---|---|---|")
+    for name, rows in table:
+        s = summarise(rows)
+        cells = [f"{s[k][0] * 100:.2f} ± {s[k][1] * 100:.2f}" for k in
+                 ("val_macro_f1", "val_accuracy")]  # fmt: skip
+        cells.append(f"{s['val_loss'][0]:.4f}")
+        cells += [f"{s[k][0] * 100:.2f} ± {s[k][1] * 100:.2f}" for k in
+                  ("test_accuracy", "test_macro_f1")]  # fmt: skip
+        cells.append(f"{s['train_s'][0]:.0f}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
