@@ -31,15 +31,23 @@ DEFAULT_ROOT = Path("checkpoints")
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so that readers see the old or the new file, whole."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise TextlstmError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # disk full, quota, I/O error: the old file is intact
+            raise TextlstmError(
+                f"could not write {path} ({exc.strerror or exc}); the previous version of "
+                "the file is unchanged"
+            ) from exc
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -49,6 +57,14 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.close(dir_fd)
     except OSError:
         pass  # some filesystems cannot fsync a directory; the file itself is synced
+
+
+def remove_stale_temps(run_dir: Path) -> list[Path]:
+    """Delete temp files a killed process left behind (`kill -9` cannot clean up)."""
+    stale = sorted(Path(run_dir).glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def write_json(path: Path, obj) -> None:
@@ -65,6 +81,7 @@ def save_weights(path: Path, state_dict) -> None:
 def start_bundle(run_dir: Path, config: dict, tokenizer, label_names) -> None:
     """Write what a run knows before training: config, tokenizer, labels."""
     run_dir = Path(run_dir)
+    remove_stale_temps(run_dir)  # one run writes a folder at a time
     atomic_write(run_dir / "tokenizer.json", tokenizer.to_str().encode())
     write_json(run_dir / "labels.json", list(label_names))
     write_json(run_dir / "config.json", config)
@@ -219,7 +236,7 @@ def load_train_state(run_dir: Path) -> dict:
         raise TextlstmError(f"{run_dir} has no train_state.pt: nothing to resume")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
         raise TextlstmError(
             f"{path} cannot be loaded safely ({type(exc).__name__}): it is corrupt or holds "
             "objects other than tensors and plain values"

@@ -109,9 +109,11 @@ def preprocess(source, text_column, label_column, config_file, overrides, out, s
 @click.option("--resume", type=click.Path(), help="Continue the run saved in this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run already in --out.")
 @click.option("--report-dir", help="Where to write the test report (default: the run folder).")
+@click.option("--deterministic", is_flag=True,
+              help="Deterministic GPU kernels where they exist (train.deterministic).")  # fmt: skip
 def train(
     source, text_column, label_column, config_file, overrides, out, device, seed, resume,
-    overwrite, report_dir,
+    overwrite, report_dir, deterministic,
 ):  # fmt: skip
     """Train a classifier; ends with the test-split report and the checkpoint path."""
     from textlstm import checkpoint, config
@@ -131,6 +133,8 @@ def train(
         cfg = build_config(config_file, overrides, source, text_column, label_column, seed)
     if device:
         cfg.train.device = device
+    if deterministic:
+        cfg.train.deterministic = True
     cfg.model.check()
     cfg.train.check()
     click.echo(f"textlstm {__version__}: effective config\n{cfg.describe()}", err=True)
@@ -247,7 +251,10 @@ def classify(texts, checkpoint, file, top_k, threshold, fmt, output, engine, dev
     from textlstm.predict import Predictor, top_labels
 
     predictor = Predictor(checkpoint, engine, device)
-    out = click.open_file(output or "-", "w", encoding="utf-8", atomic=bool(output))
+    try:
+        out = click.open_file(output or "-", "w", encoding="utf-8", atomic=bool(output))
+    except OSError as exc:  # missing folder, no permission, read-only disk
+        raise TextlstmError(f"cannot write {output}: {exc.strerror or exc}") from exc
     with out:
         if fmt == "json":
             out.write("[")

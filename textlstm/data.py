@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from textlstm import TextlstmError
+from textlstm import TextlstmError, datachecks
 
 SPLIT_NAMES = {
     "train": ("train", "training"),
@@ -92,6 +92,7 @@ def read_file(path: Path):
         )
     if path.stat().st_size == 0:
         raise TextlstmError(f"{path} is empty")
+    datachecks.check_utf8(path)
     kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
     try:
         loaded = datasets.load_dataset(builder, data_files={"data": str(path)}, **kwargs)
@@ -176,10 +177,7 @@ def check_columns(split_name: str, ds, cfg: DataConfig) -> None:
             )
     dtype = getattr(ds.features[cfg.text_column], "dtype", None)
     if dtype not in ("string", "large_string"):
-        raise TextlstmError(
-            f"column {cfg.text_column!r} of the {split_name} split holds "
-            f"{ds.features[cfg.text_column]}, not text; choose another with --text-column"
-        )
+        raise TextlstmError(datachecks.non_text_message(split_name, ds, cfg.text_column))
 
 
 def label_namer(feature, names_file: list[str] | None, column: str):
@@ -374,4 +372,7 @@ def check_and_map(splits: dict, cfg: DataConfig, seed: int, names_file) -> RawDa
             f"no validation split: carved a stratified {cfg.validation_fraction:.0%} of train "
             f"({len(mapped['validation'])} texts, seed {seed})"
         )
+    counts_note = datachecks.imbalance_warning(mapped["train"]["label"], label_names)
+    leak_note = datachecks.leakage_warning(mapped)
+    notes += [note for note in (counts_note, leak_note) if note]
     return RawData(datasets.DatasetDict(mapped), label_names, notes)

@@ -74,7 +74,12 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def evaluate_split(model, split, label_names, device, batch_size=256, precision="fp32") -> dict:
-    logits = predict_logits(model, split, device, batch_size, precision)
+    from textlstm.guards import OOM_ERRORS, oom_error
+
+    try:
+        logits = predict_logits(model, split, device, batch_size, precision)
+    except OOM_ERRORS as exc:
+        raise oom_error(exc, "evaluation", {"train.eval_batch_size": batch_size}) from exc
     labels = np.asarray(split["label"])
     report = classification_report(labels, logits.argmax(axis=1), label_names)
     report["loss"] = cross_entropy(logits, labels)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from textlstm import TextlstmError, checkpoint
+from textlstm import TextlstmError, checkpoint, guards
 from textlstm.batching import BucketBatchSampler, loader
 from textlstm.evaluate import evaluate_split
 from textlstm.model import TextLSTM
@@ -59,6 +59,8 @@ class TrainConfig:
     log_every: int = 20  # steps between progress updates (each is one host sync)
     eval_batch_size: int = 256
     test: bool = True  # after training, report on the test split when there is one
+    max_nonfinite: int = 10  # stop after this many consecutive non-finite steps; 0 = never
+    deterministic: bool = False  # deterministic kernels on GPU (see guards.set_deterministic)
 
     def check(self) -> None:
         if self.metric not in ("macro_f1", "accuracy", "loss"):
@@ -71,6 +73,8 @@ class TrainConfig:
             raise TextlstmError("train.precision must be fp32 or bf16")
         if self.epochs < 1 or self.batch_size < 1 or self.log_every < 1:
             raise TextlstmError("train.epochs, batch_size and log_every must be at least 1")
+        if self.max_nonfinite < 0:
+            raise TextlstmError("train.max_nonfinite must be 0 (never stop) or more")
 
 
 class Interrupted(Exception):
@@ -137,7 +141,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     tc = cfg.train
     tc.check()
     device = pick_device(tc.device)
-    torch.backends.cudnn.benchmark = device.type == "cuda"
+    guards.set_deterministic(tc.deterministic, device)
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
     # -- run directory: never silently clobber a finished run --------------------------
@@ -164,7 +168,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     prep = prepare(cfg.data, tc.seed, tokenizer)
     cfg.data = prep.data
     for note in prep.notes:
-        say(f"note: {note}")
+        say(note if note.startswith("warning:") else f"note: {note}")
     train_split, val_split = prep.splits["train"], prep.splits["validation"]
     say(
         f"data: {len(train_split)} train / {len(val_split)} validation"
@@ -181,8 +185,9 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay}],
         lr=tc.lr,
         weight_decay=0.0,
-        fused=device.type == "cuda",
+        fused=True,  # skips a non-finite step on the device (guards.NonFiniteGuard)
     )
+    guard = guards.NonFiniteGuard(device, tc.max_nonfinite)
     sampler = BucketBatchSampler(
         train_split["length"],
         tc.batch_size,
@@ -214,6 +219,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         schedule.load_state_dict(state["schedule"])
         start_epoch, skip, step = state["epoch"], state["batches_done"], state["step"]
         best, stale = state["best"], state["stale"]
+        guard.skipped += state.get("nonfinite_steps", 0)
         random.setstate(state["python_rng"])
         np.random.set_state(tuple(state["numpy_rng"]))
         torch.set_rng_state(state["torch_rng"])
@@ -231,6 +237,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 "step": step,
                 "best": best,
                 "stale": stale,
+                "nonfinite_steps": int(guard.skipped),  # sync: only when saving
                 "python_rng": random.getstate(),
                 "numpy_rng": numpy_rng_state(),
                 "torch_rng": torch.get_rng_state(),
@@ -248,13 +255,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             # -- one epoch of training steps -------------------------------------------------
             model.train()
             sampler.set_epoch(epoch, skip)
-            done, loss_sum, seen, tokens, started = (
-                skip,
-                torch.zeros((), device=device),
-                0,
-                0,
-                time.time(),
-            )
+            guard.new_epoch()
+            done, loss_sum, tokens, started = skip, torch.zeros((), device=device), 0, time.time()
             bar = tqdm(
                 total=len(sampler.batches(epoch)), initial=skip, unit="batch", leave=False,
                 desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not sys.stderr.isatty(),
@@ -271,26 +273,27 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if tc.clip_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
-                optimizer.step()
+                norm = guards.grad_norm(model.parameters(), tc.clip_norm)
+                keep = guard.check(optimizer, loss.detach(), norm, len(labels))
+                optimizer.step()  # a no-op when the guard flagged the step
                 schedule.step()
-                loss_sum += loss.detach() * len(labels)
-                seen += len(labels)
+                loss_sum += torch.where(keep > 0, loss.detach(), 0.0) * len(labels)
                 done += 1
                 step += 1
                 bar.update(1)
                 if done % tc.log_every == 0:
-                    avg = loss_sum.item() / seen  # sync: once every log_every steps
+                    avg, skipped = guard.read(loss_sum, step, run_dir)  # sync: every log_every
                     rate = tokens / max(time.time() - started, 1e-9)
-                    bar.set_postfix(loss=f"{avg:.4f}", tok_s=f"{rate:,.0f}")
+                    bar.set_postfix(loss=f"{avg:.4f}", tok_s=f"{rate:,.0f}", skipped=skipped)
                 if stop["signal"] is not None:
                     save_state(epoch, done)
                     raise Interrupted(stop["signal"], run_dir)
             bar.close()
             skip = 0
             elapsed = time.time() - started
-            train_loss = loss_sum.item() / max(seen, 1)  # sync: end of epoch
+            train_loss, skipped = guard.read(loss_sum, step, run_dir)  # sync: end of epoch
+            if skipped:
+                say(f"warning: {skipped} steps so far skipped for a non-finite loss or gradient")
 
             # -- validation, metrics.jsonl, best bundle, early stopping -------------------
             report = evaluate_split(
@@ -301,6 +304,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 "val_loss": report["loss"], "val_accuracy": report["accuracy"],
                 "val_macro_f1": report["macro_f1"], "lr": schedule.get_last_lr()[0],
                 "tokens_per_s": tokens / max(elapsed, 1e-9), "epoch_s": elapsed,
+                "nonfinite_steps": skipped,
             }  # fmt: skip
             with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
@@ -324,6 +328,9 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 break
             if stop["signal"] is not None:
                 raise Interrupted(stop["signal"], run_dir)
+    except guards.OOM_ERRORS as exc:  # evaluation raises its own message (evaluate.py)
+        settings = {"train.max_tokens": tc.max_tokens, "train.batch_size": tc.batch_size}
+        raise guards.oom_error(exc, "training", settings) from exc
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
