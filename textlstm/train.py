@@ -289,8 +289,9 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                     raise Interrupted(stop["signal"], run_dir)
             bar.close()
             skip = 0
+            # sync: end of epoch, before the clock stops, so queued GPU work is counted
+            train_loss = loss_sum.item() / max(seen, 1)
             elapsed = time.time() - started
-            train_loss = loss_sum.item() / max(seen, 1)  # sync: end of epoch
 
             # -- validation, metrics.jsonl, best bundle, early stopping -------------------
             report = evaluate_split(
