@@ -35,6 +35,11 @@ test: $(STAMP)
 	rm -rf $$hf_home; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
+# Training/inference speed: textbook vs textlstm vs ceiling (docs/SPEED.md). On this CPU use
+# a subsample: make bench-speed ARGS="--subsample 8000 --threads 1"
+bench-speed: $(STAMP)
+	$(TEST_ENV) $(BIN)/python bench/speed.py $(ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check textlstm tests bench
 	$(BIN)/ruff format --check textlstm tests bench

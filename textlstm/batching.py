@@ -139,6 +139,10 @@ def loader(split, sampler: BucketBatchSampler, pad_id=0, workers=0, pin_memory=F
         batch_size=None,
         num_workers=workers,
         pin_memory=pin_memory,
+        # Workers live across epochs: otherwise each epoch starts them again (a fork and
+        # a copy of the dataset's arrays each), while a GPU epoch can take seconds. The
+        # sampler runs in this process, so set_epoch still decides each epoch's batches.
+        persistent_workers=workers > 0,
         # Its own generator: otherwise each epoch's iterator draws a seed from torch's
         # global RNG (which dropout uses), and a resumed run would drift from the original.
         generator=torch.Generator().manual_seed(0),

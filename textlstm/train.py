@@ -290,8 +290,9 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                     raise Interrupted(stop["signal"], run_dir)
             bar.close()
             skip = 0
+            # sync: end of epoch, before the clock stops, so queued GPU work is counted
+            train_loss, skipped = guard.read(loss_sum, step, run_dir)
             elapsed = time.time() - started
-            train_loss, skipped = guard.read(loss_sum, step, run_dir)  # sync: end of epoch
             if skipped:
                 say(f"warning: {skipped} steps so far skipped for a non-finite loss or gradient")
 
