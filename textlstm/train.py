@@ -28,11 +28,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from textlstm import TextlstmError, checkpoint
+from textlstm import TextlstmError, checkpoint, distributed
 from textlstm.batching import BucketBatchSampler, loader
-from textlstm.evaluate import evaluate_split
 from textlstm.model import TextLSTM
-from textlstm.tokenizer import PAD_ID, prepare
+from textlstm.tokenizer import PAD_ID
 
 
 @dataclass
@@ -136,12 +135,13 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     """Train per `cfg` (a config.RunConfig) into `run_dir`; returns the best model."""
     tc = cfg.train
     tc.check()
-    device = pick_device(tc.device)
+    device = distributed.setup(pick_device(tc.device))  # under torchrun: join the group
     torch.backends.cudnn.benchmark = device.type == "cuda"
-    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    main = distributed.is_main()  # only rank 0 prints and writes files
+    say = lambda msg: main and print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
     # -- run directory: never silently clobber a finished run --------------------------
-    run_dir = Path(run_dir) if run_dir else default_run_dir(cfg.data.source)
+    run_dir = distributed.share(Path(run_dir) if run_dir else default_run_dir(cfg.data.source))
     if not resume and (run_dir / "model.safetensors").exists() and not overwrite:
         raise TextlstmError(
             f"{run_dir} already holds a run; pass --overwrite to replace it, "
@@ -149,11 +149,13 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ".write-test").touch()
-        (run_dir / ".write-test").unlink()
+        probe = run_dir / f".write-test-{distributed.rank()}"  # one per rank: no race
+        probe.touch()
+        probe.unlink()
     except OSError as exc:
         raise TextlstmError(f"cannot write to {run_dir}: {exc.strerror or exc}") from exc
-    if not resume:  # a fresh run (or --overwrite): nothing of an older run may survive
+    distributed.barrier()  # every rank has checked before rank 0 deletes anything
+    if not resume and main:  # a fresh run (or --overwrite): nothing of an older run may survive
         for old in ("model.safetensors", "metrics.json", "metrics.jsonl", "train_state.pt",
                     "report.json", "report.md"):  # fmt: skip
             (run_dir / old).unlink(missing_ok=True)
@@ -161,7 +163,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     # -- data: load, check, tokenize (the tokenizer is the run's own on resume) -----------
     seed_everything(tc.seed)
     tokenizer = checkpoint.load_tokenizer(run_dir) if resume else None
-    prep = prepare(cfg.data, tc.seed, tokenizer)
+    prep = distributed.prepare(cfg.data, tc.seed, tokenizer)
     cfg.data = prep.data
     for note in prep.notes:
         say(f"note: {note}")
@@ -190,6 +192,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         True,
         tc.seed,
         pad_multiple=tc.pad_multiple,
+        rank=distributed.rank(),
+        world_size=distributed.world_size(),
     )
     total_steps = tc.epochs * len(sampler.batches(0))
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -197,8 +201,11 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     )
     batches = loader(train_split, sampler, PAD_ID, tc.workers, pin_memory=device.type == "cuda")
     config = checkpoint.bundle_config(cfg.data, cfg.model, tc, vocab, prep.label_names)
-    checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
-    say(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
+    if main:
+        checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
+    net = distributed.wrap(model, device)  # DDP under torchrun; `model` holds the weights
+    say(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
+        + (f", {distributed.world_size()} processes" if distributed.active() else ""))  # fmt: skip
     class_weight = None
     if tc.class_weights == "balanced":  # rare classes count more in the loss
         counts = np.bincount(np.asarray(train_split["label"]), minlength=len(prep.label_names))
@@ -220,6 +227,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         say(f"resuming {run_dir} at epoch {start_epoch + 1}, batch {skip}, step {step}")
 
     def save_state(epoch: int, batches_done: int) -> None:
+        if not main:
+            return
         checkpoint.save_train_state(
             run_dir,
             {
@@ -246,7 +255,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     try:
         for epoch in range(start_epoch, tc.epochs):
             # -- one epoch of training steps -------------------------------------------------
-            model.train()
+            net.train()
             sampler.set_epoch(epoch, skip)
             done, loss_sum, seen, tokens, started = (
                 skip,
@@ -257,7 +266,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             )
             bar = tqdm(
                 total=len(sampler.batches(epoch)), initial=skip, unit="batch", leave=False,
-                desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not sys.stderr.isatty(),
+                desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not (main and sys.stderr.isatty()),
             )  # fmt: skip
             for batch in batches:
                 tokens += int(batch["lengths"].sum())  # CPU tensor: no device sync
@@ -265,12 +274,13 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 lengths = batch["lengths"].to(device, non_blocking=True)
                 labels = batch["labels"].to(device, non_blocking=True)
                 with torch.autocast(device.type, torch.bfloat16, enabled=tc.precision == "bf16"):
-                    logits = model(ids, lengths)
+                    logits = net(ids, lengths)
                 loss = F.cross_entropy(
                     logits.float(), labels, class_weight, label_smoothing=tc.label_smoothing
                 )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                # DDP: the gradient of the whole global batch's mean loss (see distributed.py)
+                (loss * distributed.loss_scale(len(labels), sampler.global_size(done))).backward()
                 if tc.clip_norm > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
                 optimizer.step()
@@ -284,16 +294,20 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                     avg = loss_sum.item() / seen  # sync: once every log_every steps
                     rate = tokens / max(time.time() - started, 1e-9)
                     bar.set_postfix(loss=f"{avg:.4f}", tok_s=f"{rate:,.0f}")
-                if stop["signal"] is not None:
+                if distributed.active() and done % tc.log_every:
+                    continue  # DDP: ranks agree on stopping every log_every steps only
+                if distributed.any_rank(stop["signal"] is not None):  # sync: DDP only
                     save_state(epoch, done)
-                    raise Interrupted(stop["signal"], run_dir)
+                    raise Interrupted(stop["signal"] or signal.SIGTERM, run_dir)
             bar.close()
             skip = 0
             elapsed = time.time() - started
-            train_loss = loss_sum.item() / max(seen, 1)  # sync: end of epoch
+            # sync: end of epoch (under DDP, summed over ranks)
+            total_loss, seen, tokens = distributed.sum_all(loss_sum.item(), seen, tokens)
+            train_loss = total_loss / max(seen, 1)
 
             # -- validation, metrics.jsonl, best bundle, early stopping -------------------
-            report = evaluate_split(
+            report = distributed.evaluate(
                 model, val_split, prep.label_names, device, tc.eval_batch_size, tc.precision
             )
             row = {
@@ -302,8 +316,9 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 "val_macro_f1": report["macro_f1"], "lr": schedule.get_last_lr()[0],
                 "tokens_per_s": tokens / max(elapsed, 1e-9), "epoch_s": elapsed,
             }  # fmt: skip
-            with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
+            if main:
+                with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
             value = report[tc.metric]
             improved = better(value, best, tc.metric)
             say(
@@ -315,20 +330,24 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             if improved:
                 best, stale = value, 0
                 metrics = {"epoch": epoch + 1, "step": step, "metric": tc.metric, **row}
-                checkpoint.save_best(run_dir, model, metrics)
+                if main:
+                    checkpoint.save_best(run_dir, model, metrics)
             else:
                 stale += 1
             save_state(epoch + 1, 0)
             if tc.patience and stale >= tc.patience:
                 say(f"early stop: no {tc.metric} improvement for {stale} epochs")
                 break
-            if stop["signal"] is not None:
-                raise Interrupted(stop["signal"], run_dir)
+            if distributed.any_rank(stop["signal"] is not None):
+                raise Interrupted(stop["signal"] or signal.SIGTERM, run_dir)
+        distributed.barrier()  # rank 0 has written the best weights
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        distributed.teardown()
 
     # -- the result is the best epoch's weights --------------------------------------------
     best_model, _, _ = checkpoint.load_model(run_dir, device)
-    checkpoint.point_latest(run_dir)
+    if main:
+        checkpoint.point_latest(run_dir)
     return FitResult(run_dir, best_model, prep, json.loads((run_dir / "metrics.json").read_text()))
