@@ -70,7 +70,7 @@ def bench_classify(args, work: Path) -> None:
                                    str(sources[kind]), "--output", str(work / out),
                                    "--batch-size", str(args.batch_size))  # fmt: skip
             print(f"| {kind} | {out.split('.')[1]} | {n:,} | {seconds:.1f} | "
-                  f"{n / seconds:,.0f} | {rss:.0f} |")  # fmt: skip
+                  f"{n / seconds:,.0f} | {rss:.0f} |", flush=True)  # fmt: skip
 
 
 def bench_memory(args, work: Path) -> None:
@@ -89,11 +89,11 @@ def bench_memory(args, work: Path) -> None:
         prep = work / f"prep{factor}"
         seconds, rss = measure("preprocess", "--data", str(folder), "--out", str(prep),
                                *sets(TINY))  # fmt: skip
-        print(f"| {factor}x SMS | {n:,} | preprocess | {seconds:.1f} | {rss:.0f} |")
+        print(f"| {factor}x SMS | {n:,} | preprocess | {seconds:.1f} | {rss:.0f} |", flush=True)
         seconds, rss = measure("train", "--data", str(prep), "--out", str(work / f"run{factor}"),
                                *sets(TINY + ["train.epochs=1", "train.test=false"]))  # fmt: skip
         print(f"| {factor}x SMS | {n:,} | train 1 epoch (+ validation) | {seconds:.1f} | "
-              f"{rss:.0f} |")  # fmt: skip
+              f"{rss:.0f} |", flush=True)  # fmt: skip
 
 
 def main():

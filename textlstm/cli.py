@@ -269,6 +269,13 @@ def classify(texts, checkpoint, file, top_k, threshold, fmt, output, text_column
     Empty or whitespace-only texts are classified as a single unknown token
     (the model's prior); a warning names them, and JSON output marks "empty": true.
     """
+    import os
+
+    if engine != "torch" and device == "cpu":
+        # The numpy engine multiplies small matrices step by step: OpenBLAS's thread pool
+        # costs more than it gains (11x slower on a busy 2-core machine). Must be set
+        # before numpy loads; an explicit OPENBLAS_NUM_THREADS wins.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from textlstm import stream
     from textlstm.predict import Predictor, top_labels
 

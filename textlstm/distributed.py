@@ -155,7 +155,7 @@ def evaluate(model, split, label_names, device, batch_size=256, precision="fp32"
 
     if not active():
         return evaluate_split(model, split, label_names, device, batch_size, precision)
-    import numpy as np
+    from textlstm.batching import column_array
 
     n, w, r = len(split), dist.get_world_size(), dist.get_rank()
     full = torch.zeros(n, len(label_names), dtype=torch.float32)
@@ -166,7 +166,7 @@ def evaluate(model, split, label_names, device, batch_size=256, precision="fp32"
         )
     full = full.to(_comm_device())
     dist.all_reduce(full)  # each row is non-zero on exactly one rank
-    logits, labels = full.cpu().numpy(), np.asarray(split["label"])
+    logits, labels = full.cpu().numpy(), column_array(split, "label")
     report = classification_report(labels, logits.argmax(axis=1), label_names)
     report["loss"] = cross_entropy(logits, labels)
     return report

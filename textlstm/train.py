@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from textlstm import TextlstmError, checkpoint, distributed
-from textlstm.batching import BucketBatchSampler, loader
+from textlstm.batching import BucketBatchSampler, column_array, loader
 from textlstm.model import TextLSTM
 from textlstm.tokenizer import PAD_ID
 
@@ -186,7 +186,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         fused=device.type == "cuda",
     )
     sampler = BucketBatchSampler(
-        train_split["length"],
+        column_array(train_split, "length"),  # via Arrow: no Python list of N lengths
         tc.batch_size,
         tc.max_tokens,
         True,
@@ -208,7 +208,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         + (f", {distributed.world_size()} processes" if distributed.active() else ""))  # fmt: skip
     class_weight = None
     if tc.class_weights == "balanced":  # rare classes count more in the loss
-        counts = np.bincount(np.asarray(train_split["label"]), minlength=len(prep.label_names))
+        counts = np.bincount(column_array(train_split, "label"), minlength=len(prep.label_names))
         weight = len(train_split) / (len(counts) * np.maximum(counts, 1))
         class_weight = torch.tensor(weight, dtype=torch.float32, device=device)
 
