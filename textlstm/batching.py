@@ -11,10 +11,27 @@ ones in large batches, so every step does a similar amount of work (what a GPU w
 
 Every index appears exactly once per epoch. The batches of an epoch depend only on
 (seed, epoch), so a resumed run can rebuild them and skip the ones already done.
+
+Sharding for DistributedDataParallel (`rank`, `world_size` = W > 1): every rank builds
+the same list of *global* batches, as a single process would with `batch_size * W`
+texts (or `max_tokens * W` tokens) per batch, and takes every W-th text of each
+(`batch[rank::W]`). So every rank has the same number of batches (one slice of each
+global batch) and every text is used exactly once per epoch across ranks, with no
+padding by repetition and nothing dropped. Strided slices of a length-sorted batch
+have nearly equal widths, so no rank waits long for another. A global batch with fewer
+than W texts (the tail of a pool, or one very long text under `max_tokens`) would leave
+a rank empty-handed: it is merged into its neighbour, which may then exceed the
+global size by at most W - 1 texts. A split with fewer than W texts cannot be sharded
+and is refused. With W = 1 nothing changes. Slices differ in size by at most one, so
+the training loop scales each rank's loss by `W * local / global` to get exactly the
+gradient of the global batch (`train.py`). Skipping k batches on resume skips k global
+batches on every rank.
 """
 
 import numpy as np
 import torch
+
+from textlstm import TextlstmError
 
 
 class BucketBatchSampler:
@@ -29,12 +46,22 @@ class BucketBatchSampler:
         seed: int = 0,
         pool_batches: int = 50,
         pad_multiple: int = 1,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         self.lengths = np.asarray(lengths, dtype=np.int64)
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        self.batch_size = batch_size
-        self.max_tokens = max_tokens
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        if world_size > 1 and len(self.lengths) < world_size:
+            raise TextlstmError(
+                f"{len(self.lengths)} training texts cannot be shared by {world_size} processes"
+            )
+        self.rank, self.world_size = rank, world_size
+        # Global batches: what one process would build with W times the per-rank budget.
+        self.batch_size = batch_size * world_size
+        self.max_tokens = max_tokens * world_size
         self.shuffle = shuffle
         self.seed = seed
         self.pool_batches = pool_batches
@@ -85,13 +112,40 @@ class BucketBatchSampler:
         for start in range(0, n, pool):
             chunk = order[start : start + pool]
             runs.extend(self.cut(chunk[np.argsort(-self.lengths[chunk], kind="stable")]))
+        if self.world_size > 1:
+            runs = self.merge_small(runs)
         return [runs[i] for i in rng.permutation(len(runs))]
 
+    def merge_small(self, runs: list[np.ndarray]) -> list[np.ndarray]:
+        """Merge batches of fewer than W texts into a neighbour, so no rank's slice is empty."""
+        merged = []
+        for batch in runs:
+            if merged and (len(batch) < self.world_size or len(merged[-1]) < self.world_size):
+                both = np.concatenate([merged[-1], batch])
+                merged[-1] = both[np.argsort(-self.lengths[both], kind="stable")]
+            else:
+                merged.append(batch)
+        return merged
+
+    def global_size(self, position: int) -> int:
+        """Texts in the current epoch's global batch number `position` (all ranks)."""
+        return len(self.batches(self.epoch)[position])
+
     def __iter__(self):
-        yield from self.batches(self.epoch)[self.skip :]
+        for batch in self.batches(self.epoch)[self.skip :]:
+            yield batch[self.rank :: self.world_size]
 
     def __len__(self) -> int:
         return len(self.batches(self.epoch)) - self.skip
+
+
+def column_array(split, name: str) -> np.ndarray:
+    """One column of a `datasets` split as a numpy array, read through Arrow.
+
+    `split[name]` would create one Python object per row (10M of them for a 10M-text
+    corpus); the Arrow column of a memory-mapped split converts without that.
+    """
+    return np.asarray(split.with_format("arrow")[name])
 
 
 class PaddedBatches:
@@ -106,7 +160,7 @@ class PaddedBatches:
         ids = column.combine_chunks() if hasattr(column, "combine_chunks") else column
         self.values = ids.values.to_numpy(zero_copy_only=False)
         self.offsets = ids.offsets.to_numpy(zero_copy_only=False)
-        self.labels = np.asarray(split["label"], dtype=np.int64)
+        self.labels = column_array(split, "label").astype(np.int64)
         self.lengths = np.diff(self.offsets).astype(np.int64)
         self.pad_id = pad_id
         self.pad_multiple = pad_multiple

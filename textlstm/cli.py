@@ -111,12 +111,21 @@ def preprocess(source, text_column, label_column, config_file, overrides, out, s
 @click.option("--report-dir", help="Where to write the test report (default: the run folder).")
 @click.option("--deterministic", is_flag=True,
               help="Deterministic GPU kernels where they exist (train.deterministic).")  # fmt: skip
+@click.option("--nproc", type=click.IntRange(min=1),
+              help="Train with N processes (DDP) on this machine via torchrun; "
+              "batch sizes are per process.")  # fmt: skip
 def train(
     source, text_column, label_column, config_file, overrides, out, device, seed, resume,
-    overwrite, report_dir, deterministic,
+    overwrite, report_dir, deterministic, nproc,
 ):  # fmt: skip
-    """Train a classifier; ends with the test-split report and the checkpoint path."""
-    from textlstm import checkpoint, config
+    """Train a classifier; ends with the test-split report and the checkpoint path.
+
+    \b
+    Several processes: torchrun --nproc-per-node N -m textlstm train ... (or --nproc N).
+    """
+    if nproc:
+        sys.exit(launch_torchrun(nproc, click.get_current_context()))
+    from textlstm import checkpoint, config, distributed
     from textlstm.train import Interrupted, fit
 
     if resume:
@@ -137,16 +146,22 @@ def train(
         cfg.train.deterministic = True
     cfg.model.check()
     cfg.train.check()
-    click.echo(f"textlstm {__version__}: effective config\n{cfg.describe()}", err=True)
+    main_rank = distributed.is_main()  # under torchrun, rank 0 alone prints and reports
+    if main_rank:
+        click.echo(f"textlstm {__version__}: effective config\n{cfg.describe()}", err=True)
     try:
         result = fit(cfg, run_dir, resume=bool(resume), overwrite=overwrite)
     except Interrupted as stop:
+        if not main_rank:
+            sys.exit(stop.exit_code)
         click.echo(
             f"stopped by signal {stop.signum}; state saved. Resume with:\n"
             f"  textlstm train --resume {stop.run_dir}",
             err=True,
         )
         sys.exit(stop.exit_code)
+    if not main_rank:
+        return
     splits = result.prepared.splits
     split = "test" if "test" in splits and cfg.train.test else "validation"
     if split == "validation":
@@ -155,6 +170,34 @@ def train(
                cfg.data.source, report_dir, cfg.train)  # fmt: skip
     latest = result.run_dir.parent / "latest"
     click.echo(f"checkpoint: {result.run_dir}  ({latest} points here)")
+
+
+def launch_torchrun(nproc: int, ctx: click.Context) -> int:
+    """Re-run this `train` command under `torch.distributed.run` with `nproc` processes.
+
+    `--standalone` picks a free port on this machine, so concurrent runs do not collide.
+    The command line is rebuilt from the parsed options (minus --nproc); returns the
+    launcher's exit status.
+    """
+    import subprocess
+
+    args = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name == "nproc" or value is None or value is False or value == ():
+            continue
+        flag = next(o for o in param.opts if o.startswith("--"))
+        if param.is_flag:
+            args.append(flag)
+        elif param.multiple:
+            for item in value:
+                args += [flag, str(item)]
+        else:
+            args += [flag, str(value)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", "-m", "textlstm", "train", *args]  # fmt: skip
+    click.echo("launching: " + " ".join(command[1:]), err=True)
+    return subprocess.call(command)
 
 
 def report_for(model, split_data, label_names, split, run_dir, source, report_dir, tc):
@@ -197,60 +240,93 @@ def evaluate(checkpoint, source, text_column, label_column, split, report_dir, d
     report_for(model, tokenized, labels, split, run_dir, data.source, report_dir, tc)
 
 
-def read_texts(texts, file):
-    """Texts from arguments, a file (one per line) or stdin (`-`), lazily."""
-    if file and texts:
-        raise TextlstmError("give texts as arguments or with --file, not both")
-    if texts == ("-",):
-        file = "-"
-    if file is None:
-        if not texts:
-            raise TextlstmError('nothing to classify: give TEXT arguments, --file PATH, or "-" '
-                                "for standard input")  # fmt: skip
-        yield from texts
-        return
-    stream = click.open_file(file, encoding="utf-8", errors="replace")
-    with stream:
-        for line in stream:
-            yield line.rstrip("\n").rstrip("\r")
-
-
-def chunks(items, size):
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 @main.command(context_settings=CONTEXT)
 @click.argument("texts", nargs=-1)
 @click.option("--checkpoint", help="Run folder (default: checkpoints/latest).")
-@click.option("--file", "file", help="Text file, one text per line; - reads standard input.")
+@click.option(
+    "--file",
+    "file",
+    help="Texts to classify: .txt (one per line), .jsonl or .parquet; - reads stdin.",
+)
 @click.option("--top-k", "-k", type=click.IntRange(min=1), default=1, show_default=True,
               help="Labels per text (capped at the number of classes).")  # fmt: skip
 @click.option("--threshold", "-t", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Only show labels with at least this probability.")  # fmt: skip
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl"]), default="text",
-              show_default=True)  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl", "parquet"]),
+              help="Output format (default: from the --output suffix .jsonl/.json/.parquet, "
+              "else text).")  # fmt: skip
 @click.option("--output", "-o", type=click.Path(), help="Write here instead of stdout.")
+@click.option("--text-column", default="text", show_default=True,
+              help="Field holding the text in a .jsonl or .parquet --file.")  # fmt: skip
 @click.option("--engine", type=click.Choice(["auto", "numpy", "torch"]), default="auto",
               show_default=True, help="auto: numpy on CPU (fast start), torch on GPU.")  # fmt: skip
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-def classify(texts, checkpoint, file, top_k, threshold, fmt, output, engine, device, batch_size):
+def classify(texts, checkpoint, file, top_k, threshold, fmt, output, text_column, engine, device,
+             batch_size):  # fmt: skip
     """Classify raw texts: arguments, --file PATH, or - for stdin (one text per line).
 
     \b
+    --file may be .txt (one text per line), .jsonl or .parquet (--text-column); it is
+    streamed in chunks of 4,096 texts, so memory stays flat for any file size.
+    --output preds.parquet writes index, label, probability and prob_<label> columns.
     Empty or whitespace-only texts are classified as a single unknown token
     (the model's prior); a warning names them, and JSON output marks "empty": true.
     """
+    import os
+
+    if engine != "torch" and device == "cpu":
+        # The numpy engine multiplies small matrices step by step: OpenBLAS's thread pool
+        # costs more than it gains (11x slower on a busy 2-core machine). Must be set
+        # before numpy loads; an explicit OPENBLAS_NUM_THREADS wins.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from textlstm import stream
     from textlstm.predict import Predictor, top_labels
 
+    fmt = stream.output_format(output, fmt)
+    if fmt == "parquet" and not output:
+        raise TextlstmError("parquet output needs --output FILE.parquet")
+    if file and texts:
+        raise TextlstmError("give texts as arguments or with --file, not both")
+    if texts == ("-",):
+        file = "-"
+    if file:
+        source = stream.read_chunks(file, text_column, stream.CHUNK)
+        total = stream.count_rows(file)
+    elif texts:
+        source, total = stream.batched(texts, stream.CHUNK), len(texts)
+    else:
+        raise TextlstmError('nothing to classify: give TEXT arguments, --file PATH, or "-" '
+                            "for standard input")  # fmt: skip
     predictor = Predictor(checkpoint, engine, device)
+    bar = stream.progress(total, enabled=bool(file))  # not for a few texts on the command line
+
+    def predicted():
+        """(position of the chunk's first text, texts, probabilities) per chunk."""
+        start = 0
+        for chunk in source:
+            probs = predictor.probabilities(chunk, batch_size)
+            for number, text in enumerate(chunk, start + 1):
+                if not text.strip():
+                    click.echo(f"warning: text {number} is empty; classified as unknown input",
+                               err=True)  # fmt: skip
+            yield start, chunk, probs
+            start += len(chunk)
+            bar.update(len(chunk))
+
+    if fmt == "parquet":
+        try:
+            sink, ok = stream.ParquetOutput(output, predictor.labels), False
+        except OSError as exc:
+            raise TextlstmError(f"cannot write {output}: {exc.strerror or exc}") from exc
+        try:
+            for start, _, probs in predicted():
+                sink.write(start, probs, threshold)
+            ok = True
+        finally:
+            sink.close(ok)
+            bar.close()
+        return
     try:
         out = click.open_file(output or "-", "w", encoding="utf-8", atomic=bool(output))
     except OSError as exc:  # missing folder, no permission, read-only disk
@@ -258,24 +334,19 @@ def classify(texts, checkpoint, file, top_k, threshold, fmt, output, engine, dev
     with out:
         if fmt == "json":
             out.write("[")
-        number = 0
-        for chunk in chunks(read_texts(texts, file), 4096):
-            probs = predictor.probabilities(chunk, batch_size)
-            for text, row in zip(chunk, probs, strict=True):
-                number += 1
+        for start, chunk, probs in predicted():
+            for index, (text, row) in enumerate(zip(chunk, probs, strict=True), start):
                 picks = top_labels(row, predictor.labels, top_k, threshold)
-                empty = not text.strip()
-                if empty:
-                    click.echo(f"warning: text {number} is empty; classified as unknown input",
-                               err=True)  # fmt: skip
                 if fmt == "text":
                     out.write("\t".join(f"{label}\t{p:.4f}" for label, p in picks) + "\n")
                     continue
-                record = {"text": text, "labels": [{"label": lb, "probability": round(p, 6)}
-                                                   for lb, p in picks]}  # fmt: skip
-                if empty:
+                record = {"index": index, "text": text,
+                          "labels": [{"label": lb, "probability": round(p, 6)}
+                                     for lb, p in picks]}  # fmt: skip
+                if not text.strip():
                     record["empty"] = True
                 line = json.dumps(record, ensure_ascii=False)
-                out.write(line + "\n" if fmt == "jsonl" else ("," if number > 1 else "") + line)
+                out.write(line + "\n" if fmt == "jsonl" else ("," if index else "") + line)
         if fmt == "json":
             out.write("]\n")
+    bar.close()

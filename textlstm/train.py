@@ -28,11 +28,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from textlstm import TextlstmError, checkpoint, guards
-from textlstm.batching import BucketBatchSampler, loader
-from textlstm.evaluate import evaluate_split
+from textlstm import TextlstmError, checkpoint, distributed, guards
+from textlstm.batching import BucketBatchSampler, column_array, loader
 from textlstm.model import TextLSTM
-from textlstm.tokenizer import PAD_ID, prepare
+from textlstm.tokenizer import PAD_ID
 
 
 @dataclass
@@ -140,12 +139,13 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     """Train per `cfg` (a config.RunConfig) into `run_dir`; returns the best model."""
     tc = cfg.train
     tc.check()
-    device = pick_device(tc.device)
-    guards.set_deterministic(tc.deterministic, device)
-    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    device = distributed.setup(pick_device(tc.device))  # under torchrun: join the group
+    guards.set_deterministic(tc.deterministic, device)  # also sets cudnn.benchmark
+    main = distributed.is_main()  # only rank 0 prints and writes files
+    say = lambda msg: main and print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
     # -- run directory: never silently clobber a finished run --------------------------
-    run_dir = Path(run_dir) if run_dir else default_run_dir(cfg.data.source)
+    run_dir = distributed.share(Path(run_dir) if run_dir else default_run_dir(cfg.data.source))
     if not resume and (run_dir / "model.safetensors").exists() and not overwrite:
         raise TextlstmError(
             f"{run_dir} already holds a run; pass --overwrite to replace it, "
@@ -153,11 +153,13 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ".write-test").touch()
-        (run_dir / ".write-test").unlink()
+        probe = run_dir / f".write-test-{distributed.rank()}"  # one per rank: no race
+        probe.touch()
+        probe.unlink()
     except OSError as exc:
         raise TextlstmError(f"cannot write to {run_dir}: {exc.strerror or exc}") from exc
-    if not resume:  # a fresh run (or --overwrite): nothing of an older run may survive
+    distributed.barrier()  # every rank has checked before rank 0 deletes anything
+    if not resume and main:  # a fresh run (or --overwrite): nothing of an older run may survive
         for old in ("model.safetensors", "metrics.json", "metrics.jsonl", "train_state.pt",
                     "report.json", "report.md"):  # fmt: skip
             (run_dir / old).unlink(missing_ok=True)
@@ -165,7 +167,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     # -- data: load, check, tokenize (the tokenizer is the run's own on resume) -----------
     seed_everything(tc.seed)
     tokenizer = checkpoint.load_tokenizer(run_dir) if resume else None
-    prep = prepare(cfg.data, tc.seed, tokenizer)
+    prep = distributed.prepare(cfg.data, tc.seed, tokenizer)
     cfg.data = prep.data
     for note in prep.notes:
         say(note if note.startswith("warning:") else f"note: {note}")
@@ -189,12 +191,14 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     )
     guard = guards.NonFiniteGuard(device, tc.max_nonfinite)
     sampler = BucketBatchSampler(
-        train_split["length"],
+        column_array(train_split, "length"),  # via Arrow: no Python list of N lengths
         tc.batch_size,
         tc.max_tokens,
         True,
         tc.seed,
         pad_multiple=tc.pad_multiple,
+        rank=distributed.rank(),
+        world_size=distributed.world_size(),
     )
     total_steps = tc.epochs * len(sampler.batches(0))
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -202,11 +206,14 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     )
     batches = loader(train_split, sampler, PAD_ID, tc.workers, pin_memory=device.type == "cuda")
     config = checkpoint.bundle_config(cfg.data, cfg.model, tc, vocab, prep.label_names)
-    checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
-    say(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
+    if main:
+        checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
+    net = distributed.wrap(model, device)  # DDP under torchrun; `model` holds the weights
+    say(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
+        + (f", {distributed.world_size()} processes" if distributed.active() else ""))  # fmt: skip
     class_weight = None
     if tc.class_weights == "balanced":  # rare classes count more in the loss
-        counts = np.bincount(np.asarray(train_split["label"]), minlength=len(prep.label_names))
+        counts = np.bincount(column_array(train_split, "label"), minlength=len(prep.label_names))
         weight = len(train_split) / (len(counts) * np.maximum(counts, 1))
         class_weight = torch.tensor(weight, dtype=torch.float32, device=device)
 
@@ -226,6 +233,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         say(f"resuming {run_dir} at epoch {start_epoch + 1}, batch {skip}, step {step}")
 
     def save_state(epoch: int, batches_done: int) -> None:
+        if not main:
+            return
         checkpoint.save_train_state(
             run_dir,
             {
@@ -253,13 +262,13 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     try:
         for epoch in range(start_epoch, tc.epochs):
             # -- one epoch of training steps -------------------------------------------------
-            model.train()
+            net.train()
             sampler.set_epoch(epoch, skip)
             guard.new_epoch()
             done, loss_sum, tokens, started = skip, torch.zeros((), device=device), 0, time.time()
             bar = tqdm(
                 total=len(sampler.batches(epoch)), initial=skip, unit="batch", leave=False,
-                desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not sys.stderr.isatty(),
+                desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not (main and sys.stderr.isatty()),
             )  # fmt: skip
             for batch in batches:
                 tokens += int(batch["lengths"].sum())  # CPU tensor: no device sync
@@ -267,12 +276,13 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 lengths = batch["lengths"].to(device, non_blocking=True)
                 labels = batch["labels"].to(device, non_blocking=True)
                 with torch.autocast(device.type, torch.bfloat16, enabled=tc.precision == "bf16"):
-                    logits = model(ids, lengths)
+                    logits = net(ids, lengths)
                 loss = F.cross_entropy(
                     logits.float(), labels, class_weight, label_smoothing=tc.label_smoothing
                 )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                # DDP: the gradient of the whole global batch's mean loss (see distributed.py)
+                (loss * distributed.loss_scale(len(labels), sampler.global_size(done))).backward()
                 norm = guards.grad_norm(model.parameters(), tc.clip_norm)
                 keep = guard.check(optimizer, loss.detach(), norm, len(labels))
                 optimizer.step()  # a no-op when the guard flagged the step
@@ -285,9 +295,11 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                     avg, skipped = guard.read(loss_sum, step, run_dir)  # sync: every log_every
                     rate = tokens / max(time.time() - started, 1e-9)
                     bar.set_postfix(loss=f"{avg:.4f}", tok_s=f"{rate:,.0f}", skipped=skipped)
-                if stop["signal"] is not None:
+                if distributed.active() and done % tc.log_every:
+                    continue  # DDP: ranks agree on stopping every log_every steps only
+                if distributed.any_rank(stop["signal"] is not None):  # sync: DDP only
                     save_state(epoch, done)
-                    raise Interrupted(stop["signal"], run_dir)
+                    raise Interrupted(stop["signal"] or signal.SIGTERM, run_dir)
             bar.close()
             skip = 0
             # sync: end of epoch, before the clock stops, so queued GPU work is counted
@@ -295,9 +307,13 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             elapsed = time.time() - started
             if skipped:
                 say(f"warning: {skipped} steps so far skipped for a non-finite loss or gradient")
+            if distributed.active():  # sync: DDP only, the epoch's loss over all ranks' texts
+                kept = guard.kept
+                total, kept, tokens = distributed.sum_all(train_loss * kept, kept, tokens)
+                train_loss = total / max(kept, 1)
 
             # -- validation, metrics.jsonl, best bundle, early stopping -------------------
-            report = evaluate_split(
+            report = distributed.evaluate(
                 model, val_split, prep.label_names, device, tc.eval_batch_size, tc.precision
             )
             row = {
@@ -307,8 +323,9 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 "tokens_per_s": tokens / max(elapsed, 1e-9), "epoch_s": elapsed,
                 "nonfinite_steps": skipped,
             }  # fmt: skip
-            with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
+            if main:
+                with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
             value = report[tc.metric]
             improved = better(value, best, tc.metric)
             say(
@@ -320,23 +337,27 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             if improved:
                 best, stale = value, 0
                 metrics = {"epoch": epoch + 1, "step": step, "metric": tc.metric, **row}
-                checkpoint.save_best(run_dir, model, metrics)
+                if main:
+                    checkpoint.save_best(run_dir, model, metrics)
             else:
                 stale += 1
             save_state(epoch + 1, 0)
             if tc.patience and stale >= tc.patience:
                 say(f"early stop: no {tc.metric} improvement for {stale} epochs")
                 break
-            if stop["signal"] is not None:
-                raise Interrupted(stop["signal"], run_dir)
+            if distributed.any_rank(stop["signal"] is not None):
+                raise Interrupted(stop["signal"] or signal.SIGTERM, run_dir)
+        distributed.barrier()  # rank 0 has written the best weights
     except guards.OOM_ERRORS as exc:  # evaluation raises its own message (evaluate.py)
         settings = {"train.max_tokens": tc.max_tokens, "train.batch_size": tc.batch_size}
         raise guards.oom_error(exc, "training", settings) from exc
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        distributed.teardown()
 
     # -- the result is the best epoch's weights --------------------------------------------
     best_model, _, _ = checkpoint.load_model(run_dir, device)
-    checkpoint.point_latest(run_dir)
+    if main:
+        checkpoint.point_latest(run_dir)
     return FitResult(run_dir, best_model, prep, json.loads((run_dir / "metrics.json").read_text()))

@@ -1,0 +1,176 @@
+"""Streaming batch classification: big files in, predictions out, in bounded memory.
+
+`textlstm classify --file big.parquet --output preds.parquet` reads `chunk` texts at a
+time, classifies them and writes them out before reading more, so memory depends on
+the chunk size, not on the file size:
+
+- `.parquet` input is read one record batch at a time (`pyarrow.parquet.ParquetFile
+  .iter_batches`, only the text column); `.jsonl` and plain text line by line.
+- `.parquet` output goes through one `ParquetWriter` (a row group per chunk) into a
+  temporary file that is renamed into place at the end, so a crash never leaves a
+  half-written file under the final name. JSON/JSONL/text output is written as it comes
+  (through Click's atomic file when `--output` is given).
+
+Trade-off: texts inside a chunk are sorted by length for batching (little padding);
+across chunks nothing is sorted, so a larger chunk means less padding and more memory.
+No torch import here: the numpy engine keeps the start-up cost of a pipeline small.
+"""
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from textlstm import TextlstmError
+
+CHUNK = 4096  # texts per chunk: ~1 MB of short texts; big enough to batch by length
+
+
+def input_kind(path: str | None) -> str:
+    """`parquet`, `jsonl` or `lines`, from the file name."""
+    suffix = Path(path).suffix.lower() if path and path != "-" else ""
+    return {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix, "lines")
+
+
+def output_format(output: str | None, fmt: str | None) -> str:
+    """The explicit `--format`, else one implied by the `--output` name, else text."""
+    if fmt:
+        return fmt
+    suffix = Path(output).suffix.lower() if output else ""
+    return {".parquet": "parquet", ".jsonl": "jsonl", ".json": "json"}.get(suffix, "text")
+
+
+def count_rows(path: str) -> int | None:
+    """Number of texts when it is cheap to know (parquet metadata), else None."""
+    if input_kind(path) != "parquet":
+        return None
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def read_chunks(path: str, text_column: str = "text", size: int = CHUNK) -> Iterator[list[str]]:
+    """Lists of at most `size` texts from a .parquet, .jsonl or text file (`-`: stdin).
+
+    A missing file is reported at once (not at the first chunk); format errors surface
+    when the chunk holding them is read.
+    """
+    if path != "-" and not Path(path).is_file():
+        raise TextlstmError(f"--file {path}: no such file")
+    kind = input_kind(path)
+    if kind == "parquet":
+        return parquet_chunks(path, text_column, size)
+    if kind == "jsonl":
+        return batched(jsonl_texts(path, text_column), size)
+    return batched(line_texts(path), size)
+
+
+def parquet_chunks(path: str, text_column: str, size: int) -> Iterator[list[str]]:
+    import pyarrow.parquet as pq
+
+    try:
+        source = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not parquet
+        raise TextlstmError(f"--file {path}: not a readable parquet file ({exc})") from exc
+    names = source.schema_arrow.names
+    if text_column not in names:
+        raise TextlstmError(
+            f"--file {path} has no column {text_column!r}; columns: {', '.join(names)} "
+            "(choose one with --text-column)"
+        )
+    for batch in source.iter_batches(batch_size=size, columns=[text_column]):
+        yield ["" if t is None else str(t) for t in batch.column(0).to_pylist()]
+
+
+def jsonl_texts(path: str, text_column: str) -> Iterator[str]:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue  # a trailing blank line is not a record
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TextlstmError(f"--file {path}, line {number}: not JSON ({exc.msg})") from exc
+            if not isinstance(record, dict) or text_column not in record:
+                raise TextlstmError(
+                    f"--file {path}, line {number}: no {text_column!r} field "
+                    "(choose one with --text-column)"
+                )
+            text = record[text_column]
+            yield "" if text is None else str(text)
+
+
+def line_texts(path: str) -> Iterator[str]:
+    stream = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+    try:
+        for line in stream:
+            yield line.rstrip("\n").rstrip("\r")
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def batched(items, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class ParquetOutput:
+    """Writes prediction rows to parquet a chunk at a time; atomic rename on `close()`.
+
+    Columns: `index` (0-based position in the input), `label` (most likely class, or
+    null when below `--threshold`), `probability` (of that class), and `prob_<label>`
+    for every class, so nothing is lost when a user wants another cut-off later.
+    """
+
+    def __init__(self, path: str, labels: list[str]):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.pa, self.path, self.labels = pa, Path(path), labels
+        fields = [("index", pa.int64()), ("label", pa.string()), ("probability", pa.float32())]
+        fields += [(f"prob_{name}", pa.float32()) for name in labels]
+        self.schema = pa.schema(fields)
+        fd, self.tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
+        os.close(fd)
+        self.writer = pq.ParquetWriter(self.tmp, self.schema)
+
+    def write(self, start: int, probs, threshold: float = 0.0) -> None:
+        import numpy as np
+
+        best = probs.argmax(axis=1)
+        top = probs[np.arange(len(probs)), best]
+        names = [self.labels[b] if p >= threshold else None for b, p in zip(best, top, strict=True)]
+        columns = {
+            "index": np.arange(start, start + len(probs), dtype=np.int64),
+            "label": names,
+            "probability": top.astype(np.float32),
+        }
+        for i, name in enumerate(self.labels):
+            columns[f"prob_{name}"] = probs[:, i].astype(np.float32)
+        self.writer.write_table(self.pa.table(columns, schema=self.schema))
+
+    def close(self, ok: bool = True) -> None:
+        self.writer.close()
+        if ok:
+            os.replace(self.tmp, self.path)
+        else:
+            Path(self.tmp).unlink(missing_ok=True)
+
+
+def progress(total: int | None, enabled: bool = True):
+    """A texts/s bar on stderr; off when stderr is not a terminal (logs, pipes, tests)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="text", unit_scale=True,
+                disable=not (enabled and sys.stderr.isatty()))  # fmt: skip
