@@ -31,6 +31,7 @@ from tqdm import tqdm
 from textlstm import TextlstmError, checkpoint
 from textlstm.batching import BucketBatchSampler, loader
 from textlstm.evaluate import evaluate_split
+from textlstm.imbalance import SAMPLERS, BalancedBucketSampler, loss_weights, parse_class_weights
 from textlstm.model import TextLSTM
 from textlstm.tokenizer import PAD_ID, prepare
 
@@ -48,7 +49,8 @@ class TrainConfig:
     schedule: str = "cosine"  # after warm-up: "cosine" | "linear" | "constant"
     clip_norm: float = 1.0  # global gradient-norm clip; 0 disables
     label_smoothing: float = 0.0
-    class_weights: str = "none"  # "none" | "balanced" (loss weight n / (k * count) per class)
+    class_weights: str = "none"  # "none" | "balanced" (n / (k * count)) | "[w0, w1, ...]"
+    sampler: str = "bucket"  # "bucket" | "balanced" (equal share of each class per epoch)
     metric: str = "macro_f1"  # picks the best epoch: "macro_f1" | "accuracy" | "loss"
     patience: int = 3  # epochs without improvement before stopping early; 0 = never
     seed: int = 0
@@ -65,8 +67,9 @@ class TrainConfig:
             raise TextlstmError("train.metric must be macro_f1, accuracy or loss")
         if self.schedule not in ("cosine", "linear", "constant"):
             raise TextlstmError("train.schedule must be cosine, linear or constant")
-        if self.class_weights not in ("none", "balanced"):
-            raise TextlstmError("train.class_weights must be none or balanced")
+        parse_class_weights(self.class_weights)
+        if self.sampler not in SAMPLERS:
+            raise TextlstmError(f"train.sampler must be one of {', '.join(SAMPLERS)}")
         if self.precision not in ("fp32", "bf16"):
             raise TextlstmError("train.precision must be fp32 or bf16")
         if self.epochs < 1 or self.batch_size < 1 or self.log_every < 1:
@@ -172,9 +175,18 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         + f" texts, {len(prep.label_names)} classes, vocab {prep.tokenizer.get_vocab_size()}"
     )
 
+    class_weight = loss_weights(tc.class_weights, train_split["label"], prep.label_names)
+    if class_weight is not None:  # rare classes count more in the loss
+        say(f"class weights: {', '.join(f'{w:.3g}' for w in class_weight)}")
+        class_weight = torch.tensor(class_weight, dtype=torch.float32, device=device)
+
     # -- model, optimiser, schedule ------------------------------------------------------
     vocab = prep.tokenizer.get_vocab_size()
     model = TextLSTM(cfg.model, vocab, len(prep.label_names), PAD_ID).to(device)
+    if cfg.model.vectors:  # pretrained word vectors into the embedding rows they cover
+        from textlstm.vectors import apply_vectors
+
+        say(apply_vectors(model, prep.tokenizer, cfg.model, train_split))
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embedding" in n]
     optimizer = torch.optim.AdamW(
@@ -183,14 +195,13 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         weight_decay=0.0,
         fused=device.type == "cuda",
     )
-    sampler = BucketBatchSampler(
-        train_split["length"],
-        tc.batch_size,
-        tc.max_tokens,
-        True,
-        tc.seed,
-        pad_multiple=tc.pad_multiple,
-    )
+    bucketing = (train_split["length"], tc.batch_size, tc.max_tokens, True, tc.seed)
+    if tc.sampler == "balanced":  # class-balanced draws, still length-bucketed
+        sampler = BalancedBucketSampler(
+            train_split["label"], *bucketing, pad_multiple=tc.pad_multiple
+        )
+    else:
+        sampler = BucketBatchSampler(*bucketing, pad_multiple=tc.pad_multiple)
     total_steps = tc.epochs * len(sampler.batches(0))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, tc)
@@ -199,11 +210,6 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     config = checkpoint.bundle_config(cfg.data, cfg.model, tc, vocab, prep.label_names)
     checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
     say(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
-    class_weight = None
-    if tc.class_weights == "balanced":  # rare classes count more in the loss
-        counts = np.bincount(np.asarray(train_split["label"]), minlength=len(prep.label_names))
-        weight = len(train_split) / (len(counts) * np.maximum(counts, 1))
-        class_weight = torch.tensor(weight, dtype=torch.float32, device=device)
 
     # -- resume: weights, optimiser, schedule, RNG streams, position --------------------
     start_epoch, skip, step, best, stale = 0, 0, 0, None, 0
