@@ -133,3 +133,18 @@ def test_missing_serve_extra_is_one_line(tiny_run, monkeypatch):
         "error: serving needs starlette and uvicorn (uvicorn is missing): "
         "pip install 'textlstm[serve]'"
     )
+
+
+def test_serving_never_imports_torch(tiny_run):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from textlstm.predict import Predictor\n"
+        "from textlstm.serve import create_app\n"
+        f"create_app(Predictor({str(tiny_run.run_dir)!r}, engine='numpy'))\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
