@@ -350,3 +350,47 @@ def classify(texts, checkpoint, file, top_k, threshold, fmt, output, text_column
         if fmt == "json":
             out.write("]\n")
     bar.close()
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--checkpoint", help="Run folder (default: checkpoints/latest).")
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), required=True)
+@click.option("--out", help="Output folder (default: <checkpoint>/onnx).")
+def export(checkpoint, fmt, out):
+    """Write model.onnx (+ tokenizer.json, labels.json, config.json), checked against torch.
+
+    \b
+    Inputs: ids int64 (batch, steps) right-padded with 0, lengths int64 (batch,).
+    Output: logits float32 (batch, classes). Needs: pip install 'textlstm[onnx]'.
+    """
+    from textlstm.export import export as run_export
+
+    result = run_export(checkpoint, fmt, out)
+    click.echo(
+        f"wrote {result['path']} ({result['exporter']} exporter; onnxruntime matches torch "
+        f"to {result['max_abs_diff']:.1e})"
+    )
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--checkpoint", help="Run folder (default: checkpoints/latest).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--max-texts", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Most texts in one request (more: 413).")  # fmt: skip
+@click.option("--max-chars", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="Most characters in one text (more: 413).")  # fmt: skip
+@click.option("--batch-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="How long to gather concurrent requests into one batch.")  # fmt: skip
+def serve(checkpoint, host, port, max_texts, max_chars, batch_wait_ms):
+    """HTTP JSON API: POST /classify, GET /health, GET /labels (numpy engine).
+
+    \b
+    curl -s localhost:8000/classify -d '{"text": "WINNER!! call now"}'
+    curl -s localhost:8000/classify -d '{"texts": ["hi", "free prize"], "top_k": 2}'
+    Needs: pip install 'textlstm[serve]'.
+    """
+    from textlstm.serve import serve as run_server
+
+    run_server(checkpoint, host, port, max_texts=max_texts, max_chars=max_chars,
+               batch_wait_ms=batch_wait_ms)  # fmt: skip

@@ -40,6 +40,8 @@ class ModelConfig:
     embedding_dropout: float = 0.1
     pooling: str = "max+last"  # "last", "max", "mean", or several joined with "+"
     rnn: str = "cudnn"  # "cudnn" (fused kernels, exact dense) | "cell" (hand-written)
+    vectors: str = ""  # word2vec/GloVe/fastText text file to initialise embeddings (vectors.py)
+    freeze_vectors: bool = False  # keep the rows found in `vectors` fixed during training
 
     def check(self) -> None:
         parts = self.pooling.split("+")
@@ -53,6 +55,8 @@ class ModelConfig:
         for name in ("emb_dim", "hidden_dim", "num_layers"):
             if getattr(self, name) < 1:
                 raise TextlstmError(f"model.{name} must be at least 1")
+        if self.freeze_vectors and not self.vectors:
+            raise TextlstmError("model.freeze_vectors needs model.vectors=PATH")
         for name in ("dropout", "embedding_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise TextlstmError(f"model.{name} must be in [0, 1)")

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from textlstm import TextlstmError, checkpoint, distributed, guards
 from textlstm.batching import BucketBatchSampler, column_array, loader
+from textlstm.imbalance import SAMPLERS, BalancedBucketSampler, loss_weights, parse_class_weights
 from textlstm.model import TextLSTM
 from textlstm.tokenizer import PAD_ID
 
@@ -47,7 +48,8 @@ class TrainConfig:
     schedule: str = "cosine"  # after warm-up: "cosine" | "linear" | "constant"
     clip_norm: float = 1.0  # global gradient-norm clip; 0 disables
     label_smoothing: float = 0.0
-    class_weights: str = "none"  # "none" | "balanced" (loss weight n / (k * count) per class)
+    class_weights: str = "none"  # "none" | "balanced" (n / (k * count)) | "[w0, w1, ...]"
+    sampler: str = "bucket"  # "bucket" | "balanced" (equal share of each class per epoch)
     metric: str = "macro_f1"  # picks the best epoch: "macro_f1" | "accuracy" | "loss"
     patience: int = 3  # epochs without improvement before stopping early; 0 = never
     seed: int = 0
@@ -66,8 +68,9 @@ class TrainConfig:
             raise TextlstmError("train.metric must be macro_f1, accuracy or loss")
         if self.schedule not in ("cosine", "linear", "constant"):
             raise TextlstmError("train.schedule must be cosine, linear or constant")
-        if self.class_weights not in ("none", "balanced"):
-            raise TextlstmError("train.class_weights must be none or balanced")
+        parse_class_weights(self.class_weights)
+        if self.sampler not in SAMPLERS:
+            raise TextlstmError(f"train.sampler must be one of {', '.join(SAMPLERS)}")
         if self.precision not in ("fp32", "bf16"):
             raise TextlstmError("train.precision must be fp32 or bf16")
         if self.epochs < 1 or self.batch_size < 1 or self.log_every < 1:
@@ -178,9 +181,19 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         + f" texts, {len(prep.label_names)} classes, vocab {prep.tokenizer.get_vocab_size()}"
     )
 
+    class_weight = loss_weights(tc.class_weights, column_array(train_split, "label"),
+                                prep.label_names)  # fmt: skip
+    if class_weight is not None:  # rare classes count more in the loss
+        say(f"class weights: {', '.join(f'{w:.3g}' for w in class_weight)}")
+        class_weight = torch.tensor(class_weight, dtype=torch.float32, device=device)
+
     # -- model, optimiser, schedule ------------------------------------------------------
     vocab = prep.tokenizer.get_vocab_size()
     model = TextLSTM(cfg.model, vocab, len(prep.label_names), PAD_ID).to(device)
+    if cfg.model.vectors:  # pretrained word vectors into the embedding rows they cover
+        from textlstm.vectors import apply_vectors
+
+        say(apply_vectors(model, prep.tokenizer, cfg.model, train_split))
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embedding" in n]
     optimizer = torch.optim.AdamW(
@@ -190,16 +203,15 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         fused=True,  # skips a non-finite step on the device (guards.NonFiniteGuard)
     )
     guard = guards.NonFiniteGuard(device, tc.max_nonfinite)
-    sampler = BucketBatchSampler(
-        column_array(train_split, "length"),  # via Arrow: no Python list of N lengths
-        tc.batch_size,
-        tc.max_tokens,
-        True,
-        tc.seed,
-        pad_multiple=tc.pad_multiple,
-        rank=distributed.rank(),
-        world_size=distributed.world_size(),
-    )
+    bucketing = (column_array(train_split, "length"), tc.batch_size, tc.max_tokens, True, tc.seed)
+    sharding = {"rank": distributed.rank(), "world_size": distributed.world_size()}
+    if tc.sampler == "balanced":  # class-balanced draws, still length-bucketed
+        sampler = BalancedBucketSampler(
+            column_array(train_split, "label"), *bucketing, pad_multiple=tc.pad_multiple,
+            **sharding,
+        )  # fmt: skip
+    else:
+        sampler = BucketBatchSampler(*bucketing, pad_multiple=tc.pad_multiple, **sharding)
     total_steps = tc.epochs * len(sampler.batches(0))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, tc)
@@ -211,11 +223,6 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     net = distributed.wrap(model, device)  # DDP under torchrun; `model` holds the weights
     say(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
         + (f", {distributed.world_size()} processes" if distributed.active() else ""))  # fmt: skip
-    class_weight = None
-    if tc.class_weights == "balanced":  # rare classes count more in the loss
-        counts = np.bincount(column_array(train_split, "label"), minlength=len(prep.label_names))
-        weight = len(train_split) / (len(counts) * np.maximum(counts, 1))
-        class_weight = torch.tensor(weight, dtype=torch.float32, device=device)
 
     # -- resume: weights, optimiser, schedule, RNG streams, position --------------------
     start_epoch, skip, step, best, stale = 0, 0, 0, None, 0

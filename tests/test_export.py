@@ -1,0 +1,82 @@
+"""`textlstm export --format onnx`: onnxruntime reproduces the PyTorch logits on real texts."""
+
+import json
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import SMS
+
+from textlstm.cli import main
+from textlstm.tokenizer import PAD_ID
+
+ort = pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install '.[onnx]'")
+
+
+def padded(token_ids):
+    lengths = np.array([len(t) for t in token_ids], dtype=np.int64)
+    ids = np.full((len(token_ids), lengths.max()), PAD_ID, dtype=np.int64)
+    for row, t in enumerate(token_ids):
+        ids[row, : len(t)] = t
+    return ids, lengths
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx")
+    result = CliRunner().invoke(
+        main, ["export", "--checkpoint", str(tiny_run.run_dir), "--format", "onnx", "--out", out]
+    )
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output
+    return out
+
+
+def test_export_writes_the_bundle_files(exported, tiny_run):
+    for name in ("model.onnx", "tokenizer.json", "labels.json", "config.json"):
+        assert (exported / name).is_file(), name
+    labels = json.loads((exported / "labels.json").read_text())
+    assert labels == json.loads((tiny_run.run_dir / "labels.json").read_text())
+    session = ort.InferenceSession(str(exported / "model.onnx"))
+    inputs = {i.name: i for i in session.get_inputs()}
+    assert inputs["ids"].type == inputs["lengths"].type == "tensor(int64)"
+    assert inputs["ids"].shape == ["batch", "steps"] and inputs["lengths"].shape == ["batch"]
+
+
+def test_onnxruntime_matches_torch_on_real_texts_with_padding(exported, tiny_run):
+    from textlstm.predict import Predictor
+
+    texts = pq.read_table(SMS / "test.parquet", columns=["text"])["text"].to_pylist()[:48]
+    token_ids = Predictor(tiny_run.run_dir).token_ids(texts)
+    session = ort.InferenceSession(str(exported / "model.onnx"))
+    model = tiny_run.model.cpu().eval()
+    # Batches of 16 unsorted texts: most rows are padded, and widths differ per batch.
+    for start in range(0, len(texts), 16):
+        ids, lengths = padded(token_ids[start : start + 16])
+        assert (lengths < ids.shape[1]).any()
+        got = session.run(None, {"ids": ids, "lengths": lengths})[0]
+        with torch.no_grad():
+            want = model(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    # A short text alone gives the logits it gets inside the padded batch.
+    shortest = int(np.argmin([len(t) for t in token_ids[:16]]))
+    ids, lengths = padded(token_ids[:16])
+    together = session.run(None, {"ids": ids, "lengths": lengths})[0][shortest]
+    ids, lengths = padded([token_ids[shortest]])
+    alone = session.run(None, {"ids": ids, "lengths": lengths})[0][0]
+    np.testing.assert_allclose(together, alone, atol=1e-5, rtol=0)
+
+
+def test_missing_onnx_extra_is_one_line(tiny_run, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
+    result = CliRunner().invoke(
+        main, ["export", "--checkpoint", str(tiny_run.run_dir), "--format", "onnx"]
+    )
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: ONNX export needs onnx and onnxruntime (onnxruntime is missing): "
+        "pip install 'textlstm[onnx]'"
+    ]

@@ -1,0 +1,127 @@
+"""Export a checkpoint bundle to ONNX, for runtimes without Python or torch.
+
+The output folder holds `model.onnx` next to copies of the bundle's `tokenizer.json`,
+`labels.json` and `config.json`: everything a consumer needs to go from raw text to a
+label (tokenize with the `tokenizers` JSON, pad right with id 0, run, argmax/softmax).
+
+Graph contract: inputs `ids` int64 (batch, steps) right-padded with 0 and `lengths`
+int64 (batch,), both axes dynamic; output `logits` float32 (batch, num_classes). Like
+the PyTorch model, padding never changes a text's logits.
+
+The model is always exported through the dense `cudnn` implementation (same weights as
+`cell`): `torch.lstm` per direction maps onto ONNX's `LSTM` op, and the within-length
+reversal is a `GatherElements`, so the graph is one LSTM node per layer and direction
+rather than an unrolled time loop. The legacy TorchScript exporter (`dynamo=False`)
+handles that in ~2 s; the dynamo exporter works too but takes ~15 s on a small model
+and needs `onnxscript`, so it is only the fallback for a torch without the legacy one.
+After writing, the export is checked: onnxruntime must reproduce the PyTorch logits
+(to 1e-4) on a padded batch of mixed lengths, or the export fails loudly.
+"""
+
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from textlstm import TextlstmError
+from textlstm.checkpoint import load_model, resolve
+
+FORMATS = ("onnx",)
+COPIED = ("tokenizer.json", "labels.json", "config.json")
+OPSET = 17
+TOLERANCE = 1e-4
+
+
+def require_onnx():
+    """onnx and onnxruntime, or the one-line install hint."""
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as exc:
+        raise TextlstmError(
+            f"ONNX export needs onnx and onnxruntime ({exc.name} is missing): "
+            "pip install 'textlstm[onnx]'"
+        ) from exc
+    return onnx, onnxruntime
+
+
+def sample_batch(vocab_size: int, seed: int = 0):
+    """A right-padded batch of mixed lengths (longest first, a length-1 text last)."""
+    rng = np.random.default_rng(seed)
+    lengths = np.array([9, 5, 7, 1], dtype=np.int64)
+    ids = np.zeros((len(lengths), lengths.max()), dtype=np.int64)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = rng.integers(1, max(vocab_size, 2), n)
+    return ids, lengths
+
+
+def torch_export(model, ids, lengths, path: Path) -> str:
+    """Write the graph with the legacy exporter, or dynamo where that is gone."""
+    import torch
+
+    args = (torch.from_numpy(ids), torch.from_numpy(lengths))
+    names = {"input_names": ["ids", "lengths"], "output_names": ["logits"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python ints in the graph
+        try:
+            torch.onnx.export(
+                model, args, str(path), dynamo=False, opset_version=OPSET,
+                dynamic_axes={"ids": {0: "batch", 1: "steps"}, "lengths": {0: "batch"},
+                              "logits": {0: "batch"}},
+                **names,
+            )  # fmt: skip
+            return "torchscript"
+        except (TypeError, RuntimeError, NotImplementedError) as legacy_error:
+            batch, steps = torch.export.Dim("batch"), torch.export.Dim("steps")
+            try:
+                torch.onnx.export(
+                    model, args, str(path), dynamo=True,
+                    dynamic_shapes={"input_ids": {0: batch, 1: steps}, "lengths": {0: batch}},
+                    **names,
+                )  # fmt: skip
+            except Exception as exc:
+                raise TextlstmError(
+                    f"ONNX export failed with both exporters: legacy ({legacy_error}); "
+                    f"dynamo ({type(exc).__name__}: {exc})"
+                ) from exc
+            return "dynamo"
+
+
+def export_onnx(checkpoint=None, out=None) -> dict:
+    """Export a bundle; returns {"path", "exporter", "max_abs_diff"}."""
+    _, ort = require_onnx()
+    import torch
+
+    run_dir = resolve(checkpoint)
+    out_dir = Path(out) if out else run_dir / "onnx"
+    model, config, _ = load_model(run_dir, "cpu", rnn="cudnn")
+    ids, lengths = sample_batch(config["vocab_size"])
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TextlstmError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
+    tmp = out_dir / ".model.onnx.tmp"
+    exporter = torch_export(model, ids, lengths, tmp)
+
+    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"ids": ids, "lengths": lengths})[0]
+    with torch.no_grad():
+        want = model(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+    diff = float(np.abs(got - want).max())
+    if not diff <= TOLERANCE:
+        tmp.unlink(missing_ok=True)
+        raise TextlstmError(
+            f"the ONNX graph disagrees with PyTorch by {diff:.2g} (> {TOLERANCE}); not written"
+        )
+    tmp.replace(out_dir / "model.onnx")  # only a checked graph gets the real name
+    for name in COPIED:
+        if (run_dir / name).resolve() != (out_dir / name).resolve():
+            shutil.copyfile(run_dir / name, out_dir / name)
+    return {"path": out_dir / "model.onnx", "exporter": exporter, "max_abs_diff": diff}
+
+
+def export(checkpoint=None, fmt: str = "onnx", out=None) -> dict:
+    if fmt not in FORMATS:
+        raise TextlstmError(f"export format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    return export_onnx(checkpoint, out)

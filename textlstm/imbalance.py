@@ -1,0 +1,112 @@
+"""Class imbalance: per-class loss weights (`train.class_weights`) and a class-balanced
+batch sampler (`train.sampler = "balanced"`).
+
+Two ways to make a rare class count more, with different costs:
+- Loss weights keep every epoch's data as it is and scale each text's loss by its
+  class weight. Cheap and exact in expectation, but a batch with one spam text among
+  63 hams has a noisy, spiky gradient.
+- The balanced sampler changes *which* texts an epoch sees: the same number of texts
+  as the training split, an equal share from every class. Rare-class texts are repeated
+  (each about the same number of times, not drawn independently), common-class texts
+  are subsampled afresh each epoch, so over several epochs most of them are still seen.
+  Batches stay length-bucketed, so padding stays as low as with the default sampler.
+  Using both at once double-counts the correction; that is allowed but rarely wanted.
+"""
+
+import json
+
+import numpy as np
+
+from textlstm import TextlstmError
+from textlstm.batching import BucketBatchSampler
+
+SAMPLERS = ("bucket", "balanced")
+
+
+def parse_class_weights(value) -> str | list[float]:
+    """ "none" | "balanced" | [w0, w1, ...] from a TOML value or a --set string ("[1,3]")."""
+    if isinstance(value, list | tuple):
+        weights = list(value)
+    else:
+        text = str(value).strip()
+        if text.lower() in ("none", "balanced"):
+            return text.lower()
+        try:
+            weights = json.loads(text)
+        except json.JSONDecodeError:
+            weights = None
+        if not isinstance(weights, list):
+            raise TextlstmError(
+                f"train.class_weights={text!r}: use none, balanced, or a list of one weight "
+                "per class such as [1, 3]"
+            )
+    if not weights or not all(
+        isinstance(w, int | float) and not isinstance(w, bool) and w >= 0 for w in weights
+    ):
+        raise TextlstmError(
+            f"train.class_weights={value!r}: the list must hold non-negative numbers, one per class"
+        )
+    if not any(weights):
+        raise TextlstmError("train.class_weights: at least one weight must be above 0")
+    return [float(w) for w in weights]
+
+
+def loss_weights(value, labels, label_names) -> np.ndarray | None:
+    """The cross-entropy weight per class id, or None for an unweighted loss.
+
+    "balanced" is n / (k * count_c), scikit-learn's rule: every class contributes the
+    same total weight. A list is taken as given, in label id order.
+    """
+    parsed = parse_class_weights(value)
+    num_classes = len(label_names)
+    if parsed == "none":
+        return None
+    if parsed == "balanced":
+        counts = np.bincount(np.asarray(labels), minlength=num_classes)
+        return len(labels) / (num_classes * np.maximum(counts, 1))
+    if len(parsed) != num_classes:
+        raise TextlstmError(
+            f"train.class_weights has {len(parsed)} weights but the data has {num_classes} "
+            f"classes ({', '.join(label_names)}); give one weight per class in that order"
+        )
+    return np.asarray(parsed, dtype=np.float64)
+
+
+class BalancedBucketSampler(BucketBatchSampler):
+    """Each epoch: len(labels) texts, an equal share per class, then length-bucketed.
+
+    Like the parent, an epoch's batches depend only on (seed, epoch), so resuming a run
+    rebuilds them exactly. Classes absent from the split are skipped.
+    """
+
+    def __init__(self, labels, lengths, *args, **kwargs):
+        super().__init__(lengths, *args, **kwargs)
+        labels = np.asarray(labels, dtype=np.int64)
+        if len(labels) != len(self.lengths):
+            raise ValueError("labels and lengths must have the same length")
+        self.members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+
+    def epoch_indices(self, rng: np.random.Generator) -> np.ndarray:
+        n, k = len(self.lengths), len(self.members)
+        quotas = np.full(k, n // k)
+        quotas[rng.permutation(k)[: n % k]] += 1  # the remainder goes to random classes
+        picked = []
+        for members, quota in zip(self.members, quotas, strict=True):
+            # Whole shuffled copies first, then a random part: every member of a rare
+            # class is repeated floor or ceil(quota / count) times.
+            copies, rest = divmod(int(quota), len(members))
+            picked += [rng.permutation(members) for _ in range(copies)]
+            picked.append(rng.permutation(members)[:rest])
+        return rng.permutation(np.concatenate(picked))
+
+    def build(self, epoch: int) -> list[np.ndarray]:
+        if not self.shuffle:
+            return super().build(epoch)
+        rng = np.random.default_rng([self.seed, epoch, 1])
+        order = self.epoch_indices(rng)
+        pool = self.pool_batches * self.batch_size
+        runs = []
+        for start in range(0, len(order), pool):
+            chunk = order[start : start + pool]
+            runs.extend(self.cut(chunk[np.argsort(-self.lengths[chunk], kind="stable")]))
+        return [runs[i] for i in rng.permutation(len(runs))]

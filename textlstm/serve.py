@@ -1,0 +1,194 @@
+"""`textlstm serve`: an HTTP JSON API over the numpy `Predictor` (Starlette + uvicorn).
+
+Endpoints:
+- `POST /classify` with `{"text": "..."}` -> `{"labels": [{"label", "probability"}, ...]}`
+  or `{"texts": [...]}` -> `{"results": [{"labels": [...]}, ...]}`; optional `top_k`
+  (default 1) and `threshold` (default 0), as in `textlstm classify`.
+- `GET /health` -> status, checkpoint, counters; `GET /labels` -> the label names.
+
+Limits (413 with a JSON error): at most `max_texts` texts per request, `max_chars`
+characters per text, `max_body` bytes per request body. Malformed JSON is a 400, a
+well-formed request with wrong fields a 422.
+
+Micro-batching: each request's texts go into one asyncio queue; a single worker takes
+what is waiting, keeps collecting for up to `batch_wait_ms` (or until `max_batch`
+texts), runs one `Predictor.probabilities` call for all of them in a worker thread, and
+answers each request with its rows. The time loop of the numpy LSTM costs about the
+same for 1 text as for 64, so under concurrent load batching multiplies throughput; a
+lone request pays `batch_wait_ms` extra. One batch runs at a time, so the
+event loop stays free to accept requests while the CPU works. Padding never changes a
+text's result, so a text gets the same probabilities whatever it is batched with.
+"""
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+
+from textlstm import TextlstmError
+
+
+def require_serve():
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise TextlstmError(
+            f"serving needs starlette and uvicorn ({exc.name} is missing): "
+            "pip install 'textlstm[serve]'"
+        ) from exc
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class Batcher:
+    """Collects texts from concurrent requests into shared `Predictor` calls."""
+
+    def __init__(self, predictor, batch_wait_ms: float = 5.0, max_batch: int = 128):
+        self.predictor = predictor
+        self.wait = batch_wait_ms / 1000
+        self.max_batch = max_batch
+        self.queue: asyncio.Queue | None = None
+        self.batches = 0  # predictor calls made
+        self.texts = 0  # texts classified
+
+    async def run(self) -> None:
+        self.queue = asyncio.Queue()
+        while True:
+            jobs = [await self.queue.get()]
+            # Sleep, then drain, rather than wait_for(queue.get()): on Python 3.11 a
+            # timed-out get can swallow an item, and that request would never be answered.
+            await asyncio.sleep(self.wait)
+            size = len(jobs[0][0])
+            while size < self.max_batch and not self.queue.empty():
+                jobs.append(self.queue.get_nowait())
+                size += len(jobs[-1][0])
+            texts = [t for job_texts, _ in jobs for t in job_texts]
+            try:
+                probs = await asyncio.to_thread(self.predictor.probabilities, texts)
+            except Exception as exc:  # answer every waiting request, keep serving
+                for _, future in jobs:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.texts += len(texts)
+            start = 0
+            for job_texts, future in jobs:
+                if not future.done():  # a client that went away leaves a cancelled future
+                    future.set_result(probs[start : start + len(job_texts)])
+                start += len(job_texts)
+
+    async def probabilities(self, texts: list[str]):
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((texts, future))
+        return await future
+
+
+def parse_request(body: bytes, max_texts: int, max_chars: int):
+    """(texts, single, top_k, threshold) from a /classify body, or a RequestError."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or ("text" in data) == ("texts" in data):
+        raise RequestError(422, 'send a JSON object with "text": "..." or "texts": [...]')
+    single = "text" in data
+    texts = [data["text"]] if single else data["texts"]
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise RequestError(422, '"text" must be a string and "texts" a list of strings')
+    if len(texts) > max_texts:
+        raise RequestError(413, f"{len(texts)} texts in one request; the limit is {max_texts}")
+    longest = max((len(t) for t in texts), default=0)
+    if longest > max_chars:
+        raise RequestError(413, f"a text has {longest} characters; the limit is {max_chars}")
+    top_k, threshold = data.get("top_k", 1), data.get("threshold", 0.0)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise RequestError(422, '"top_k" must be an integer of at least 1')
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise RequestError(422, '"threshold" must be a number in [0, 1]')
+    if not 0 <= threshold <= 1:
+        raise RequestError(422, '"threshold" must be a number in [0, 1]')
+    return texts, single, top_k, float(threshold)
+
+
+def create_app(predictor, max_texts=256, max_chars=20_000, max_body=1_000_000,
+               batch_wait_ms=5.0, max_batch=128):  # fmt: skip
+    """The Starlette app serving one loaded `Predictor`."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from textlstm.predict import top_labels
+
+    batcher = Batcher(predictor, batch_wait_ms, max_batch)
+    started = time.time()
+    counts = {"requests": 0}
+
+    def error(status: int, message: str):
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def classify(request):
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_body:
+            return error(413, f"request body over {max_body} bytes")
+        body = b""
+        async for chunk in request.stream():  # bounded even without a Content-Length
+            body += chunk
+            if len(body) > max_body:
+                return error(413, f"request body over {max_body} bytes")
+        try:
+            texts, single, top_k, threshold = parse_request(body, max_texts, max_chars)
+        except RequestError as exc:
+            return error(exc.status, exc.message)
+        counts["requests"] += 1
+        probs = await batcher.probabilities(texts) if texts else []
+        results = [
+            {"labels": [{"label": label, "probability": round(p, 6)}
+                        for label, p in top_labels(row, predictor.labels, top_k, threshold)]}
+            for row in probs
+        ]  # fmt: skip
+        return JSONResponse(results[0] if single else {"results": results})
+
+    async def health(_request):
+        return JSONResponse({
+            "status": "ok", "checkpoint": str(predictor.run_dir), "engine": predictor.engine,
+            "uptime_s": round(time.time() - started, 1), "requests": counts["requests"],
+            "batches": batcher.batches, "texts": batcher.texts,
+        })  # fmt: skip
+
+    async def labels(_request):
+        return JSONResponse({"labels": predictor.labels})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        task = asyncio.create_task(batcher.run())
+        while batcher.queue is None:  # the queue belongs to the server's event loop
+            await asyncio.sleep(0)
+        yield
+        task.cancel()
+
+    routes = [
+        Route("/classify", classify, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/labels", labels, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def serve(checkpoint=None, host="127.0.0.1", port=8000, **limits) -> None:
+    require_serve()
+    import uvicorn
+
+    from textlstm.predict import Predictor
+
+    predictor = Predictor(checkpoint, engine="numpy")
+    app = create_app(predictor, **limits)
+    print(f"serving {predictor.run_dir} on http://{host}:{port} "
+          "(POST /classify, GET /health, GET /labels)", file=sys.stderr, flush=True)  # fmt: skip
+    uvicorn.run(app, host=host, port=port, log_level="warning")
