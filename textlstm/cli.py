@@ -158,12 +158,16 @@ def report_for(model, split_data, label_names, split, run_dir, source, report_di
 
     device = next(model.parameters()).device
     report = evaluate_split(
-        model, split_data, label_names, device, tc.eval_batch_size, tc.precision
+        model, split_data, label_names, device, tc.eval_batch_size, tc.precision, examples=10
     )
     report.update(split=split, checkpoint=str(run_dir), data=str(source))
-    json_path, md_path = write_report(report, Path(report_dir) if report_dir else run_dir)
+    paths = write_report(report, Path(report_dir) if report_dir else run_dir)
     click.echo(format_report(report))
-    click.echo(f"report: {json_path}  {md_path}")
+    click.echo("report: " + "  ".join(str(p) for p in paths))
+    if not any(p.suffix == ".png" for p in paths):
+        from textlstm.report import PLOTS_HINT
+
+        click.echo(PLOTS_HINT, err=True)
 
 
 @main.command(context_settings=CONTEXT)

@@ -28,10 +28,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from textlstm import TextlstmError, checkpoint
+from textlstm import TextlstmError, checkpoint, tblog
 from textlstm.batching import BucketBatchSampler, loader
 from textlstm.evaluate import evaluate_split
 from textlstm.model import TextLSTM
+from textlstm.report import REPORT_EXTRAS
 from textlstm.tokenizer import PAD_ID, prepare
 
 
@@ -59,6 +60,7 @@ class TrainConfig:
     log_every: int = 20  # steps between progress updates (each is one host sync)
     eval_batch_size: int = 256
     test: bool = True  # after training, report on the test split when there is one
+    tensorboard: bool = False  # also write TensorBoard events to <run>/tb (see tblog.py)
 
     def check(self) -> None:
         if self.metric not in ("macro_f1", "accuracy", "loss"):
@@ -155,7 +157,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         raise TextlstmError(f"cannot write to {run_dir}: {exc.strerror or exc}") from exc
     if not resume:  # a fresh run (or --overwrite): nothing of an older run may survive
         for old in ("model.safetensors", "metrics.json", "metrics.jsonl", "train_state.pt",
-                    "report.json", "report.md"):  # fmt: skip
+                    "report.json", "report.md", *REPORT_EXTRAS):  # fmt: skip
             (run_dir / old).unlink(missing_ok=True)
 
     # -- data: load, check, tokenize (the tokenizer is the run's own on resume) -----------
@@ -242,6 +244,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     def on_signal(signum, _frame):
         stop["signal"] = signum  # acted on between steps, never inside one
 
+    writer = tblog.open_writer(run_dir, resume, step) if tc.tensorboard else None
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         for epoch in range(start_epoch, tc.epochs):
@@ -255,6 +258,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 0,
                 time.time(),
             )
+            logged = (0.0, 0)  # loss sum and texts at the last log step (TensorBoard)
             bar = tqdm(
                 total=len(sampler.batches(epoch)), initial=skip, unit="batch", leave=False,
                 desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not sys.stderr.isatty(),
@@ -281,7 +285,12 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 step += 1
                 bar.update(1)
                 if done % tc.log_every == 0:
-                    avg = loss_sum.item() / seen  # sync: once every log_every steps
+                    total = loss_sum.item()  # sync: once every log_every steps
+                    avg = total / seen
+                    if writer is not None:  # mean loss since the previous log step
+                        window = (total - logged[0]) / (seen - logged[1])
+                        tblog.log_step(writer, step, window, schedule.get_last_lr()[0])
+                        logged = (total, seen)
                     rate = tokens / max(time.time() - started, 1e-9)
                     bar.set_postfix(loss=f"{avg:.4f}", tok_s=f"{rate:,.0f}")
                 if stop["signal"] is not None:
@@ -304,6 +313,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             }  # fmt: skip
             with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
+            if writer is not None:
+                tblog.log_epoch(writer, row)
             value = report[tc.metric]
             improved = better(value, best, tc.metric)
             say(
@@ -325,6 +336,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             if stop["signal"] is not None:
                 raise Interrupted(stop["signal"], run_dir)
     finally:
+        if writer is not None:
+            writer.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
 
