@@ -155,11 +155,12 @@ def train(
 
 def report_for(model, split_data, label_names, split, run_dir, source, report_dir, tc):
     from textlstm.evaluate import evaluate_split, format_report, write_report
+    from textlstm.multilabel import read_thresholds
 
     device = next(model.parameters()).device
-    report = evaluate_split(
-        model, split_data, label_names, device, tc.eval_batch_size, tc.precision, examples=10
-    )
+    thresholds = read_thresholds(run_dir, label_names)  # used by multi-label runs only
+    report = evaluate_split(model, split_data, label_names, device, tc.eval_batch_size,
+                            tc.precision, examples=10, thresholds=thresholds)  # fmt: skip
     report.update(split=split, checkpoint=str(run_dir), data=str(source))
     paths = write_report(report, Path(report_dir) if report_dir else run_dir)
     click.echo(format_report(report))
@@ -248,7 +249,7 @@ def classify(texts, checkpoint, file, top_k, threshold, fmt, output, engine, dev
     Empty or whitespace-only texts are classified as a single unknown token
     (the model's prior); a warning names them, and JSON output marks "empty": true.
     """
-    from textlstm.predict import Predictor, top_labels
+    from textlstm.predict import Predictor
 
     predictor = Predictor(checkpoint, engine, device)
     out = click.open_file(output or "-", "w", encoding="utf-8", atomic=bool(output))
@@ -260,7 +261,7 @@ def classify(texts, checkpoint, file, top_k, threshold, fmt, output, engine, dev
             probs = predictor.probabilities(chunk, batch_size)
             for text, row in zip(chunk, probs, strict=True):
                 number += 1
-                picks = top_labels(row, predictor.labels, top_k, threshold)
+                picks = predictor.pick(row, top_k, threshold)
                 empty = not text.strip()
                 if empty:
                     click.echo(f"warning: text {number} is empty; classified as unknown input",

@@ -84,15 +84,21 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def evaluate_split(
-    model, split, label_names, device, batch_size=256, precision="fp32", examples: int = 0
-) -> dict:
+    model, split, label_names, device, batch_size=256, precision="fp32", examples: int = 0,
+    thresholds=None,
+) -> dict:  # fmt: skip
     """Metrics of `model` on a tokenized split; with `examples` > 0, also that many of the
     most confidently wrong texts (reading the text column costs time, so only on request).
+    Multi-hot labels (a multi-label run) get multilabel.report at `thresholds`.
     """
     from textlstm.predict import softmax
 
     logits = predict_logits(model, split, device, batch_size, precision)
     labels = np.asarray(split["label"])
+    if labels.ndim == 2:
+        from textlstm.multilabel import report
+
+        return report(labels, logits, label_names, thresholds)
     report = classification_report(labels, logits.argmax(axis=1), label_names)
     report["loss"] = cross_entropy(logits, labels)
     probs = softmax(logits)
@@ -107,6 +113,10 @@ def evaluate_split(
 
 def format_report(report: dict) -> str:
     """The report as a terminal/markdown table."""
+    if report.get("multi_label"):
+        from textlstm.multilabel import format_report as multi_label_table
+
+        return multi_label_table(report)
     names = report["labels"]
     width = max(8, *(len(n) for n in names))
     lines = [

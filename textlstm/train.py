@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from textlstm import TextlstmError, checkpoint, tblog
+from textlstm import TextlstmError, checkpoint, multilabel, tblog
 from textlstm.batching import BucketBatchSampler, loader
 from textlstm.evaluate import evaluate_split
 from textlstm.model import TextLSTM
@@ -157,7 +157,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         raise TextlstmError(f"cannot write to {run_dir}: {exc.strerror or exc}") from exc
     if not resume:  # a fresh run (or --overwrite): nothing of an older run may survive
         for old in ("model.safetensors", "metrics.json", "metrics.jsonl", "train_state.pt",
-                    "report.json", "report.md", *REPORT_EXTRAS):  # fmt: skip
+                    "report.json", "report.md", *REPORT_EXTRAS,
+                    multilabel.THRESHOLDS_FILE):  # fmt: skip
             (run_dir / old).unlink(missing_ok=True)
 
     # -- data: load, check, tokenize (the tokenizer is the run's own on resume) -----------
@@ -202,6 +203,9 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
     say(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}")
     class_weight = None
+    multi = prep.data.multi_label  # sigmoid outputs and BCE; see multilabel.py
+    if multi and tc.class_weights != "none":
+        raise TextlstmError("train.class_weights applies to single-label data only")
     if tc.class_weights == "balanced":  # rare classes count more in the loss
         counts = np.bincount(np.asarray(train_split["label"]), minlength=len(prep.label_names))
         weight = len(train_split) / (len(counts) * np.maximum(counts, 1))
@@ -270,9 +274,12 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 labels = batch["labels"].to(device, non_blocking=True)
                 with torch.autocast(device.type, torch.bfloat16, enabled=tc.precision == "bf16"):
                     logits = model(ids, lengths)
-                loss = F.cross_entropy(
-                    logits.float(), labels, class_weight, label_smoothing=tc.label_smoothing
-                )
+                if multi:
+                    loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+                else:
+                    loss = F.cross_entropy(
+                        logits.float(), labels, class_weight, label_smoothing=tc.label_smoothing
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if tc.clip_norm > 0:
@@ -311,6 +318,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 "val_macro_f1": report["macro_f1"], "lr": schedule.get_last_lr()[0],
                 "tokens_per_s": tokens / max(elapsed, 1e-9), "epoch_s": elapsed,
             }  # fmt: skip
+            if multi:
+                row["val_micro_f1"] = report["micro_f1"]
             with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
             if writer is not None:
@@ -343,5 +352,10 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
 
     # -- the result is the best epoch's weights --------------------------------------------
     best_model, _, _ = checkpoint.load_model(run_dir, device)
+    if multi:
+        thresholds = multilabel.tune_on_validation(run_dir, best_model, val_split,
+            prep.label_names, device, tc.eval_batch_size, tc.precision)  # fmt: skip
+        say("thresholds tuned on validation: " + ", ".join(
+            f"{n} {t:.3f}" for n, t in zip(prep.label_names, thresholds, strict=True)))  # fmt: skip
     checkpoint.point_latest(run_dir)
     return FitResult(run_dir, best_model, prep, json.loads((run_dir / "metrics.json").read_text()))
