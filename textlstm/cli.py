@@ -202,15 +202,20 @@ def launch_torchrun(nproc: int, ctx: click.Context) -> int:
 
 def report_for(model, split_data, label_names, split, run_dir, source, report_dir, tc):
     from textlstm.evaluate import evaluate_split, format_report, write_report
+    from textlstm.multilabel import read_thresholds
 
     device = next(model.parameters()).device
-    report = evaluate_split(
-        model, split_data, label_names, device, tc.eval_batch_size, tc.precision
-    )
+    thresholds = read_thresholds(run_dir, label_names)  # used by multi-label runs only
+    report = evaluate_split(model, split_data, label_names, device, tc.eval_batch_size,
+                            tc.precision, examples=10, thresholds=thresholds)  # fmt: skip
     report.update(split=split, checkpoint=str(run_dir), data=str(source))
-    json_path, md_path = write_report(report, Path(report_dir) if report_dir else run_dir)
+    paths = write_report(report, Path(report_dir) if report_dir else run_dir)
     click.echo(format_report(report))
-    click.echo(f"report: {json_path}  {md_path}")
+    click.echo("report: " + "  ".join(str(p) for p in paths))
+    if not any(p.suffix == ".png" for p in paths):
+        from textlstm.report import PLOTS_HINT
+
+        click.echo(PLOTS_HINT, err=True)
 
 
 @main.command(context_settings=CONTEXT)
@@ -281,7 +286,7 @@ def classify(texts, checkpoint, file, top_k, threshold, fmt, output, text_column
         # before numpy loads; an explicit OPENBLAS_NUM_THREADS wins.
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from textlstm import stream
-    from textlstm.predict import Predictor, top_labels
+    from textlstm.predict import Predictor
 
     fmt = stream.output_format(output, fmt)
     if fmt == "parquet" and not output:
@@ -336,7 +341,7 @@ def classify(texts, checkpoint, file, top_k, threshold, fmt, output, text_column
             out.write("[")
         for start, chunk, probs in predicted():
             for index, (text, row) in enumerate(zip(chunk, probs, strict=True), start):
-                picks = top_labels(row, predictor.labels, top_k, threshold)
+                picks = predictor.pick(row, top_k, threshold)
                 if fmt == "text":
                     out.write("\t".join(f"{label}\t{p:.4f}" for label, p in picks) + "\n")
                     continue

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from textlstm import TextlstmError, datachecks
+from textlstm.multilabel import is_list_feature
 
 SPLIT_NAMES = {
     "train": ("train", "training"),
@@ -49,6 +50,7 @@ class DataConfig:
     digits: str = "keep"  # "keep" | "zero": every digit becomes 0 (numbers share tokens)
     max_len: int = 256  # tokens kept per text; longer texts are truncated
     truncation: str = "head"  # "head" keeps the start | "head+tail" keeps start and end
+    multi_label: bool = False  # set from the data: a label column of lists (multilabel.py)
 
 
 @dataclass
@@ -182,10 +184,10 @@ def check_columns(split_name: str, ds, cfg: DataConfig) -> None:
 
 def label_namer(feature, names_file: list[str] | None, column: str):
     """A function from a raw label value (id, string, ClassLabel id) to its label name."""
-    if type(feature).__name__ in ("Sequence", "List", "LargeList") or isinstance(feature, list):
+    if is_list_feature(feature):
         raise TextlstmError(
-            f"column {column!r} holds lists (multi-label); textlstm trains single-label "
-            "classifiers: give each text one label"
+            f"column {column!r} holds lists (multi-label) here but single labels in train "
+            "(or in the trained model): use one kind of label column throughout"
         )
     names = getattr(feature, "names", None) or names_file  # ClassLabel, else labels.json
 
@@ -326,6 +328,17 @@ def load_for_eval(cfg: DataConfig, split: str, label_names: list[str]):
     check_columns(split, ds, cfg)
     if len(ds) == 0:
         raise TextlstmError(f"the {split} split is empty (header only?)")
+    if cfg.multi_label:
+        from textlstm.multilabel import multi_hot_split
+
+        feature = ds.features[cfg.label_column]
+        if not is_list_feature(feature):
+            raise TextlstmError(f"the model is multi-label but column {cfg.label_column!r} "
+                                "holds single labels, not lists")  # fmt: skip
+        if (Path(cfg.source).expanduser() / PREPROCESSED_MARKER).is_file():
+            return ds.select_columns(["text", "label"])  # already multi-hot rows
+        name, _ = label_namer(feature.feature, names_file, cfg.label_column)
+        return multi_hot_split(split, ds, cfg, name, label_names, [])
     name, _ = label_namer(ds.features[cfg.label_column], names_file, cfg.label_column)
     index = {n: i for i, n in enumerate(label_names)}
     return normalise_split(split, ds, cfg, lambda v: index.get(name(v)), label_names, [])
@@ -351,6 +364,11 @@ def check_and_map(splits: dict, cfg: DataConfig, seed: int, names_file) -> RawDa
             raise TextlstmError(f"the {name} split is empty (header only?)")
     if "train" not in splits:
         raise TextlstmError(f"{cfg.source} has no train split (splits: {', '.join(splits)})")
+    if is_list_feature(splits["train"].features[cfg.label_column]):
+        from textlstm.multilabel import map_splits
+
+        return map_splits(splits, cfg, seed, names_file, notes)
+    cfg.multi_label = False  # detected from the data, never taken from a setting
     label_names, to_id, note = label_vocabulary(splits["train"], cfg, names_file)
     if note:
         notes.append(note)

@@ -4,6 +4,8 @@
 per-class precision / recall / F1 / support and the confusion matrix (rows = true
 label, columns = predicted), with the split and checkpoint they came from. The same
 table is printed on the terminal. Metrics are computed with numpy: no scikit-learn.
+Calibration (ECE), the most confidently wrong texts, PNG plots and report.html come from
+report.py, which this module calls so the report stays one call.
 """
 
 import datetime
@@ -14,6 +16,14 @@ import torch
 
 from textlstm.batching import BucketBatchSampler, PaddedBatches
 from textlstm.checkpoint import atomic_write, write_json
+from textlstm.report import (
+    calibration,
+    confidently_wrong,
+    markdown_sections,
+    read_curves,
+    write_html,
+    write_plots,
+)
 
 
 @torch.no_grad()
@@ -73,21 +83,44 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(-log_probs[np.arange(len(labels)), labels].mean())
 
 
-def evaluate_split(model, split, label_names, device, batch_size=256, precision="fp32") -> dict:
+def evaluate_split(
+    model, split, label_names, device, batch_size=256, precision="fp32", examples: int = 0,
+    thresholds=None,
+) -> dict:  # fmt: skip
+    """Metrics of `model` on a tokenized split; with `examples` > 0, also that many of the
+    most confidently wrong texts (reading the text column costs time, so only on request).
+    Multi-hot labels (a multi-label run) get multilabel.report at `thresholds`.
+    """
     from textlstm.guards import OOM_ERRORS, oom_error
+    from textlstm.predict import softmax
 
     try:
         logits = predict_logits(model, split, device, batch_size, precision)
     except OOM_ERRORS as exc:
         raise oom_error(exc, "evaluation", {"train.eval_batch_size": batch_size}) from exc
     labels = np.asarray(split["label"])
+    if labels.ndim == 2:
+        from textlstm.multilabel import report
+
+        return report(labels, logits, label_names, thresholds)
     report = classification_report(labels, logits.argmax(axis=1), label_names)
     report["loss"] = cross_entropy(logits, labels)
+    probs = softmax(logits)
+    predicted = probs.argmax(axis=1)
+    report["calibration"] = calibration(probs.max(axis=1), predicted == labels)
+    if examples:
+        report["confidently_wrong"] = confidently_wrong(
+            probs, labels, split["text"], label_names, examples
+        )
     return report
 
 
 def format_report(report: dict) -> str:
     """The report as a terminal/markdown table."""
+    if report.get("multi_label"):
+        from textlstm.multilabel import format_report as multi_label_table
+
+        return multi_label_table(report)
     names = report["labels"]
     width = max(8, *(len(n) for n in names))
     lines = [
@@ -112,12 +145,17 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
+def write_report(report: dict, out_dir: Path) -> list[Path]:
+    """report.json, report.md, report.html and (with matplotlib) PNG plots in `out_dir`.
+
+    Training curves come from the `metrics.jsonl` of the report's checkpoint, when present.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {**report, "created": datetime.datetime.now().isoformat(timespec="seconds")}
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"
     write_json(json_path, report)
+    images = write_plots(report, out_dir, read_curves(report.get("checkpoint")))
     md = [
         f"# Evaluation: {report.get('split', '?')} split",
         "",
@@ -129,6 +167,8 @@ def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
         format_report(report),
         "```",
         "",
+        *markdown_sections(report, images or {}),
     ]
     atomic_write(md_path, "\n".join(md).encode())
-    return json_path, md_path
+    html_path = write_html(report, images or {}, out_dir)
+    return [json_path, md_path, html_path, *(images or {}).values()]

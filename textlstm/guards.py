@@ -53,6 +53,7 @@ class NonFiniteGuard:
 
         Raises when `limit` consecutive steps were skipped since the last read."""
         values = torch.stack([loss_sum, self.kept, self.skipped, self.worst]).tolist()
+        self.kept_texts = values[1]  # texts behind the mean, for callers that re-weight it
         self.worst.zero_()
         if self.limit and values[3] >= self.limit:
             raise TextlstmError(

@@ -11,7 +11,7 @@ Two engines compute the same function (tested to 1e-5 on fp32 logits):
 
 import numpy as np
 
-from textlstm import TextlstmError
+from textlstm import TextlstmError, multilabel
 from textlstm.checkpoint import load_tensors, load_tokenizer, read_meta, resolve
 from textlstm.tokenizer import PAD_ID, encode
 
@@ -81,6 +81,10 @@ class Predictor:
         self.run_dir = resolve(checkpoint)
         self.config, self.labels = read_meta(self.run_dir)
         self.tokenizer = load_tokenizer(self.run_dir)
+        # multi-label bundles: sigmoid per label, each label's tuned threshold
+        self.multi_label = bool(self.config["data"].get("multi_label"))
+        if self.multi_label:
+            self.thresholds = multilabel.read_thresholds(self.run_dir, self.labels)
         if engine not in ENGINES:
             raise TextlstmError(f"engine must be one of {', '.join(ENGINES)}")
         self.engine = "torch" if engine == "auto" and device != "cpu" else engine
@@ -121,12 +125,20 @@ class Predictor:
             block = np.full((len(index), lengths[index].max()), PAD_ID, dtype=np.int64)
             for row, i in enumerate(index):
                 block[row, : lengths[i]] = all_ids[i]
-            probs[index] = softmax(self.batch_logits(block, lengths[index]))
+            logits = self.batch_logits(block, lengths[index])
+            probs[index] = sigmoid(logits) if self.multi_label else softmax(logits)
         return probs
 
     def classify(self, texts: list[str], top_k: int = 1, threshold: float = 0.0):
-        """For each text, [(label, probability), ...]: the top k at or above threshold."""
-        return [top_labels(row, self.labels, top_k, threshold) for row in self.probabilities(texts)]
+        """For each text, [(label, probability), ...]: see `pick`."""
+        return [self.pick(row, top_k, threshold) for row in self.probabilities(texts)]
+
+    def pick(self, row: np.ndarray, top_k: int = 1, threshold: float = 0.0):
+        """Single-label: the top k at or above `threshold`. Multi-label: every label at or
+        above its tuned threshold (`threshold` > 0 replaces those), `top_k` not applied."""
+        if self.multi_label:
+            return multilabel.pick(row, self.labels, self.thresholds, threshold)
+        return top_labels(row, self.labels, top_k, threshold)
 
 
 def top_labels(row: np.ndarray, labels: list[str], top_k: int = 1, threshold: float = 0.0):

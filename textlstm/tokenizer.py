@@ -124,7 +124,9 @@ def tokenize_splits(splits, tok: Tokenizer, cfg: DataConfig):
     features = datasets.Features(
         {
             "text": datasets.Value("string"),
-            "label": datasets.Value("int64"),
+            "label": datasets.Sequence(datasets.Value("int64"))  # multi-hot (multilabel.py)
+            if cfg.multi_label
+            else datasets.Value("int64"),
             "input_ids": datasets.Sequence(datasets.Value("int32")),
             "length": datasets.Value("int32"),
         }

@@ -28,10 +28,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from textlstm import TextlstmError, checkpoint, distributed, guards
+from textlstm import TextlstmError, checkpoint, distributed, guards, multilabel, tblog
 from textlstm.batching import BucketBatchSampler, column_array, loader
 from textlstm.imbalance import SAMPLERS, BalancedBucketSampler, loss_weights, parse_class_weights
 from textlstm.model import TextLSTM
+from textlstm.report import REPORT_EXTRAS
 from textlstm.tokenizer import PAD_ID
 
 
@@ -62,6 +63,7 @@ class TrainConfig:
     test: bool = True  # after training, report on the test split when there is one
     max_nonfinite: int = 10  # stop after this many consecutive non-finite steps; 0 = never
     deterministic: bool = False  # deterministic kernels on GPU (see guards.set_deterministic)
+    tensorboard: bool = False  # also write TensorBoard events to <run>/tb (see tblog.py)
 
     def check(self) -> None:
         if self.metric not in ("macro_f1", "accuracy", "loss"):
@@ -164,7 +166,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     distributed.barrier()  # every rank has checked before rank 0 deletes anything
     if not resume and main:  # a fresh run (or --overwrite): nothing of an older run may survive
         for old in ("model.safetensors", "metrics.json", "metrics.jsonl", "train_state.pt",
-                    "report.json", "report.md"):  # fmt: skip
+                    "report.json", "report.md", *REPORT_EXTRAS,
+                    multilabel.THRESHOLDS_FILE):  # fmt: skip
             (run_dir / old).unlink(missing_ok=True)
 
     # -- data: load, check, tokenize (the tokenizer is the run's own on resume) -----------
@@ -181,8 +184,13 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         + f" texts, {len(prep.label_names)} classes, vocab {prep.tokenizer.get_vocab_size()}"
     )
 
-    class_weight = loss_weights(tc.class_weights, column_array(train_split, "label"),
-                                prep.label_names)  # fmt: skip
+    multi = prep.data.multi_label  # sigmoid outputs and BCE; see multilabel.py
+    if multi and (tc.class_weights != "none" or tc.sampler != "bucket"):
+        raise TextlstmError("train.class_weights and train.sampler apply to single-label data")
+    if multi and distributed.active():
+        raise TextlstmError("multi-label data trains in one process only (no --nproc/torchrun)")
+    class_weight = None if multi else loss_weights(
+        tc.class_weights, column_array(train_split, "label"), prep.label_names)  # fmt: skip
     if class_weight is not None:  # rare classes count more in the loss
         say(f"class weights: {', '.join(f'{w:.3g}' for w in class_weight)}")
         class_weight = torch.tensor(class_weight, dtype=torch.float32, device=device)
@@ -265,6 +273,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     def on_signal(signum, _frame):
         stop["signal"] = signum  # acted on between steps, never inside one
 
+    writer = tblog.open_writer(run_dir, resume, step) if tc.tensorboard and main else None
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         for epoch in range(start_epoch, tc.epochs):
@@ -273,6 +282,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             sampler.set_epoch(epoch, skip)
             guard.new_epoch()
             done, loss_sum, tokens, started = skip, torch.zeros((), device=device), 0, time.time()
+            logged = (0.0, 0)  # loss sum and texts at the last log step (TensorBoard)
             bar = tqdm(
                 total=len(sampler.batches(epoch)), initial=skip, unit="batch", leave=False,
                 desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not (main and sys.stderr.isatty()),
@@ -284,9 +294,12 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 labels = batch["labels"].to(device, non_blocking=True)
                 with torch.autocast(device.type, torch.bfloat16, enabled=tc.precision == "bf16"):
                     logits = net(ids, lengths)
-                loss = F.cross_entropy(
-                    logits.float(), labels, class_weight, label_smoothing=tc.label_smoothing
-                )
+                if multi:
+                    loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+                else:
+                    loss = F.cross_entropy(
+                        logits.float(), labels, class_weight, label_smoothing=tc.label_smoothing
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 # DDP: the gradient of the whole global batch's mean loss (see distributed.py)
                 (loss * distributed.loss_scale(len(labels), sampler.global_size(done))).backward()
@@ -300,6 +313,11 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 bar.update(1)
                 if done % tc.log_every == 0:
                     avg, skipped = guard.read(loss_sum, step, run_dir)  # sync: every log_every
+                    if writer is not None:  # mean loss since the previous log step
+                        total, seen = avg * guard.kept_texts, guard.kept_texts
+                        window = (total - logged[0]) / max(seen - logged[1], 1)
+                        tblog.log_step(writer, step, window, schedule.get_last_lr()[0])
+                        logged = (total, seen)
                     rate = tokens / max(time.time() - started, 1e-9)
                     bar.set_postfix(loss=f"{avg:.4f}", tok_s=f"{rate:,.0f}", skipped=skipped)
                 if distributed.active() and done % tc.log_every:
@@ -315,7 +333,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             if skipped:
                 say(f"warning: {skipped} steps so far skipped for a non-finite loss or gradient")
             if distributed.active():  # sync: DDP only, the epoch's loss over all ranks' texts
-                kept = guard.kept
+                kept = guard.kept_texts  # read with the loss just above: no extra sync
                 total, kept, tokens = distributed.sum_all(train_loss * kept, kept, tokens)
                 train_loss = total / max(kept, 1)
 
@@ -330,9 +348,13 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 "tokens_per_s": tokens / max(elapsed, 1e-9), "epoch_s": elapsed,
                 "nonfinite_steps": skipped,
             }  # fmt: skip
+            if multi:
+                row["val_micro_f1"] = report["micro_f1"]
             if main:
                 with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")
+            if writer is not None:
+                tblog.log_epoch(writer, row)
             value = report[tc.metric]
             improved = better(value, best, tc.metric)
             say(
@@ -359,12 +381,19 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         settings = {"train.max_tokens": tc.max_tokens, "train.batch_size": tc.batch_size}
         raise guards.oom_error(exc, "training", settings) from exc
     finally:
+        if writer is not None:
+            writer.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
         distributed.teardown()
 
     # -- the result is the best epoch's weights --------------------------------------------
     best_model, _, _ = checkpoint.load_model(run_dir, device)
+    if multi and main:
+        thresholds = multilabel.tune_on_validation(run_dir, best_model, val_split,
+            prep.label_names, device, tc.eval_batch_size, tc.precision)  # fmt: skip
+        say("thresholds tuned on validation: " + ", ".join(
+            f"{n} {t:.3f}" for n, t in zip(prep.label_names, thresholds, strict=True)))  # fmt: skip
     if main:
         checkpoint.point_latest(run_dir)
     return FitResult(run_dir, best_model, prep, json.loads((run_dir / "metrics.json").read_text()))
