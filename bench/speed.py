@@ -286,7 +286,14 @@ def say(msg: str) -> None:
 
 
 def main(argv=None) -> dict:
-    opts = options(argv)
+    threads = torch.get_num_threads()
+    try:
+        return measure(options(argv), argv)
+    finally:  # callers in the same process (tests) keep their own setting
+        torch.set_num_threads(threads)
+
+
+def measure(opts, argv) -> dict:
     if opts.threads:
         torch.set_num_threads(opts.threads)
     device = pick_device(opts.device)

@@ -1,6 +1,7 @@
 """Training end to end on real text, the bundle it writes, and exact resume."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -67,7 +68,11 @@ def test_sigint_mid_epoch_then_resume_ends_with_the_same_weights(tmp_path):
     args = [sys.executable, "-m", "textlstm", "train", "--data", str(SMS), "--out", str(run_dir)]
     for item in overrides:
         args += ["--set", item]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The same intra-op thread count as the straight run in this process: oneDNN's LSTM
+    # sums in a thread-dependent order, and the weights are compared to 1e-6.
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
     deadline = time.time() + 600  # a loaded shared CI machine can take minutes per epoch
     while not (run_dir / "metrics.jsonl").is_file() and time.time() < deadline:
         time.sleep(0.02)

@@ -145,7 +145,10 @@ def column_array(split, name: str) -> np.ndarray:
     `split[name]` would create one Python object per row (10M of them for a 10M-text
     corpus); the Arrow column of a memory-mapped split converts without that.
     """
-    return np.asarray(split.with_format("arrow")[name])
+    values = np.asarray(split.with_format("arrow")[name])
+    if values.dtype == object and len(values):  # a list column (multi-hot labels): 2-D
+        values = np.stack(values)
+    return values
 
 
 class PaddedBatches:
