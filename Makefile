@@ -50,6 +50,11 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q $(PIP_EXTRA) $(TORCH_SPEC) -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
+# Both benchmarks, quick forms (minutes on a 2-core CPU); see README "Accuracy and presets".
+bench:
+	$(MAKE) bench-accuracy QUICK=1
+	$(MAKE) bench-speed ARGS="--dataset sst2 --subsample 8000 $(ARGS)"
+
 bench-accuracy: $(BENCH_STAMP)
 	$(TEST_ENV) $(BIN)/python bench/accuracy.py $(if $(QUICK),--quick) --write docs/BENCHMARKS.md $(BENCH_ARGS)
 

@@ -179,14 +179,15 @@ def table(results: dict, header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_into(doc: Path, text: str) -> None:
-    """Replace the block between the markers (or append it) in docs/BENCHMARKS.md."""
+def write_into(doc: Path, text: str, name: str) -> None:
+    """Replace the block `name` between its markers (or append it) in docs/BENCHMARKS.md."""
     old = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n{text}{END}"
-    if BEGIN in old and END in old:
-        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
+    begin, end = f"{BEGIN[:-4]} {name} -->", f"{END[:-4]} {name} -->"
+    block = f"{begin}\n{text}{end}"
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) :]
     else:
-        new = old.rstrip("\n") + "\n\n## Accuracy against baselines (issue 5)\n\n" + block + "\n"
+        new = old.rstrip("\n") + f"\n\n### Accuracy against baselines: {name}\n\n{block}\n"
     doc.write_text(new, encoding="utf-8")
 
 
@@ -200,6 +201,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="extra textlstm override")
     ap.add_argument("--write", help="put the table into this markdown file (between markers)")
     ap.add_argument("--json", help="also write every run's numbers here")
+    ap.add_argument("--block", help="name of the table in --write (default: full or quick)")
     args = ap.parse_args()
 
     import torch
@@ -236,7 +238,7 @@ def main() -> None:
     text = table(results, header)
     print(text)
     if args.write:
-        write_into(Path(args.write), text)
+        write_into(Path(args.write), text, args.block or ("quick" if args.quick else "full"))
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=1), encoding="utf-8")
 

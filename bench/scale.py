@@ -9,7 +9,7 @@ and datasets as a user would see them. Corpora are synthesised by repeating the 
 SMS texts (same length distribution at every size). Without `--checkpoint`, `classify`
 first trains a tiny model (emb 16, hidden 16, 2 layers, 1 epoch): it measures the
 streaming machinery and the numpy engine's per-text overhead, not a big model's FLOPs.
-Prints Markdown rows for docs/SCALE.md.
+Prints Markdown rows for docs/BENCHMARKS.md ("Scale").
 """
 
 import argparse

@@ -8,7 +8,7 @@ client-side per request (connect + send + wait + read).
     .venv/bin/python bench/serve_load.py --checkpoint checkpoints/latest \
         [--clients 8] [--requests 2000] [--batch-wait-ms 5]
 
-Prints one Markdown table row for docs/SERVE.md.
+Prints one Markdown table row for docs/BENCHMARKS.md ("textlstm serve under load").
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""bench/speed.py's result dict as Markdown (docs/SPEED.md takes these tables as printed)."""
+"""bench/speed.py's result dict as Markdown (pasted into docs/BENCHMARKS.md, "Training speed")."""
 
 NAMES = {
     "a": "(a) textbook: pad to 256, random batches of 64, fp32, nn.LSTM",
