@@ -29,6 +29,7 @@ import datetime
 import json
 import platform
 import re
+import shlex
 import statistics
 import sys
 import tempfile
@@ -230,7 +231,7 @@ def main() -> None:
 
     device = (torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu"
               else f"CPU ({torch.get_num_threads()} threads)")  # fmt: skip
-    command = "python bench/accuracy.py " + " ".join(sys.argv[1:])
+    command = "python bench/accuracy.py " + shlex.join(sys.argv[1:])
     header = (f"{datetime.date.today()}, {device}, Python {platform.python_version()}, torch "
               f"{torch.__version__}; {'QUICK (subsampled)' if args.quick else 'full data'}; "
               f"textlstm seeds {' '.join(map(str, args.seeds))} (mean ± std where several).\n\n"

@@ -466,3 +466,17 @@ def test_classify_odd_inputs_through_the_cli(small_run):
     assert [r["text"] for r in records] == texts
     assert all(len(r["labels"]) == 2 for r in records)  # --top-k 9 capped at 2 classes
     assert [bool(r.get("empty")) for r in records] == [True, True, False, False, False]
+
+
+def test_resume_drops_metrics_rows_of_epochs_it_will_train_again(tmp_path):
+    """A crash after an epoch's metrics row but before its train_state: on resume that
+    epoch runs again, so its first row must go (else metrics.jsonl lists it twice)."""
+    from textlstm.checkpoint import keep_metrics_rows
+
+    rows = [{"epoch": e, "val_loss": 1.0 / e} for e in (1, 2, 3)]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    keep_metrics_rows(tmp_path, 2)
+    assert [json.loads(line)["epoch"] for line in path.read_text().splitlines()] == [1, 2]
+    keep_metrics_rows(tmp_path, 2)  # nothing to drop: unchanged
+    assert len(path.read_text().splitlines()) == 2

@@ -241,3 +241,14 @@ def load_train_state(run_dir: Path) -> dict:
             f"{path} cannot be loaded safely ({type(exc).__name__}): it is corrupt or holds "
             "objects other than tensors and plain values"
         ) from exc
+
+
+def keep_metrics_rows(run_dir: Path, epochs: int) -> None:
+    """Drop metrics.jsonl rows of epochs after `epochs` (they will be trained again)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epochs]
+    if len(kept) != len(lines):
+        atomic_write(path, "".join(line + "\n" for line in kept).encode("utf-8"))

@@ -124,6 +124,8 @@ def train(
     Several processes: torchrun --nproc-per-node N -m textlstm train ... (or --nproc N).
     """
     if nproc:
+        from textlstm.launch import launch_torchrun
+
         sys.exit(launch_torchrun(nproc, click.get_current_context()))
     from textlstm import checkpoint, config, distributed
     from textlstm.train import Interrupted, fit
@@ -170,34 +172,6 @@ def train(
                cfg.data.source, report_dir, cfg.train)  # fmt: skip
     latest = result.run_dir.parent / "latest"
     click.echo(f"checkpoint: {result.run_dir}  ({latest} points here)")
-
-
-def launch_torchrun(nproc: int, ctx: click.Context) -> int:
-    """Re-run this `train` command under `torch.distributed.run` with `nproc` processes.
-
-    `--standalone` picks a free port on this machine, so concurrent runs do not collide.
-    The command line is rebuilt from the parsed options (minus --nproc); returns the
-    launcher's exit status.
-    """
-    import subprocess
-
-    args = []
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if param.name == "nproc" or value is None or value is False or value == ():
-            continue
-        flag = next(o for o in param.opts if o.startswith("--"))
-        if param.is_flag:
-            args.append(flag)
-        elif param.multiple:
-            for item in value:
-                args += [flag, str(item)]
-        else:
-            args += [flag, str(value)]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={nproc}", "-m", "textlstm", "train", *args]  # fmt: skip
-    click.echo("launching: " + " ".join(command[1:]), err=True)
-    return subprocess.call(command)
 
 
 def report_for(model, split_data, label_names, split, run_dir, source, report_dir, tc):

@@ -115,6 +115,22 @@ def evaluate_split(
     return report
 
 
+def per_class_table(report: dict, threshold: bool = False) -> list[str]:
+    """Lines of the per-class precision/recall/F1/support table (multi-label: + threshold)."""
+    names = report["labels"]
+    width = max(8, *(len(n) for n in names))
+    head = f"{'label':<{width}}  " + ("threshold  " if threshold else "")
+    lines = [head + "precision  recall      f1  support"]
+    for name in names:
+        m = report["per_class"][name]
+        lines.append(
+            f"{name:<{width}}  "
+            + (f"{m['threshold']:9.4f}  " if threshold else "")
+            + f"{m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:6.4f}  {m['support']:7d}"
+        )
+    return lines
+
+
 def format_report(report: dict) -> str:
     """The report as a terminal/markdown table."""
     if report.get("multi_label"):
@@ -127,14 +143,8 @@ def format_report(report: dict) -> str:
         f"accuracy {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}   "
         f"n={report['n']}" + (f"   split={report['split']}" if "split" in report else ""),
         "",
-        f"{'label':<{width}}  precision  recall      f1  support",
+        *per_class_table(report),
     ]
-    for name in names:
-        m = report["per_class"][name]
-        lines.append(
-            f"{name:<{width}}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:6.4f}"
-            f"  {m['support']:7d}"
-        )
     lines += ["", "confusion matrix (rows: true, columns: predicted)"]
     cell = max(
         6, *(len(n) for n in names), *(len(str(v)) for r in report["confusion_matrix"] for v in r)

@@ -207,21 +207,15 @@ def report(y_true, logits, label_names, thresholds=None) -> dict:
 
 
 def format_report(report: dict) -> str:
-    names = report["labels"]
-    width = max(8, *(len(n) for n in names))
+    from textlstm.evaluate import per_class_table
+
     lines = [
         f"micro-F1 {report['micro_f1']:.4f}   macro-F1 {report['macro_f1']:.4f}   subset "
         f"accuracy {report['subset_accuracy']:.4f}   n={report['n']}"
         + (f"   split={report['split']}" if "split" in report else ""),
         "",
-        f"{'label':<{width}}  threshold  precision  recall      f1  support",
+        *per_class_table(report, threshold=True),
     ]
-    for name in names:
-        m = report["per_class"][name]
-        lines.append(
-            f"{name:<{width}}  {m['threshold']:9.4f}  {m['precision']:9.4f}  {m['recall']:6.4f}"
-            f"  {m['f1']:6.4f}  {m['support']:7d}"
-        )
     return "\n".join(lines)
 
 

@@ -246,6 +246,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         np.random.set_state(tuple(state["numpy_rng"]))
         torch.set_rng_state(state["torch_rng"])
         say(f"resuming {run_dir} at epoch {start_epoch + 1}, batch {skip}, step {step}")
+        if main:  # a crash after an epoch's row, before its state: that epoch runs again
+            checkpoint.keep_metrics_rows(run_dir, start_epoch)
 
     def save_state(epoch: int, batches_done: int) -> None:
         if not main:
