@@ -1,4 +1,4 @@
-"""Training guards: non-finite steps, out-of-memory, and deterministic mode.
+"""Training guards: non-finite steps, out-of-memory, deterministic mode and RNG state.
 
 Kept apart from train.py so the training loop gains a few calls, not a few screens.
 
@@ -15,8 +15,10 @@ still advances on a skipped step (as with GradScaler).
 """
 
 import os
+import random
 import warnings
 
+import numpy as np
 import torch
 
 from textlstm import TextlstmError
@@ -96,3 +98,26 @@ def set_deterministic(enabled: bool, device: torch.device) -> None:
         torch.use_deterministic_algorithms(enabled, warn_only=True)
     torch.backends.cudnn.deterministic = enabled
     torch.backends.cudnn.benchmark = device.type == "cuda" and not enabled
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Python, numpy and torch RNG states as plain values (weights_only=True loads them)."""
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python_rng": random.getstate(),
+        "numpy_rng": (name, key.tolist(), pos, has_gauss, cached),
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def restore_rng_state(state: dict) -> None:
+    """Undo `rng_state`: a resumed run draws the same dropout masks and batches."""
+    random.setstate(state["python_rng"])
+    np.random.set_state(tuple(state["numpy_rng"]))
+    torch.set_rng_state(state["torch_rng"])

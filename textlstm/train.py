@@ -16,14 +16,12 @@ from exactly there (same batches, same RNG streams).
 import datetime
 import json
 import math
-import random
 import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -101,18 +99,6 @@ def pick_device(name: str) -> torch.device:
         raise TextlstmError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from exc
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def numpy_rng_state() -> tuple:
-    """numpy's global RNG state as plain values (torch.load(weights_only=True) reads it)."""
-    name, key, pos, has_gauss, cached = np.random.get_state()
-    return (name, key.tolist(), pos, has_gauss, cached)
-
-
 def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     warmup = int(cfg.warmup_ratio * total)
     if step < warmup:
@@ -171,7 +157,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             (run_dir / old).unlink(missing_ok=True)
 
     # -- data: load, check, tokenize (the tokenizer is the run's own on resume) -----------
-    seed_everything(tc.seed)
+    guards.seed_everything(tc.seed)
     tokenizer = checkpoint.load_tokenizer(run_dir) if resume else None
     prep = distributed.prepare(cfg.data, tc.seed, tokenizer)
     cfg.data = prep.data
@@ -242,9 +228,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         start_epoch, skip, step = state["epoch"], state["batches_done"], state["step"]
         best, stale = state["best"], state["stale"]
         guard.skipped += state.get("nonfinite_steps", 0)
-        random.setstate(state["python_rng"])
-        np.random.set_state(tuple(state["numpy_rng"]))
-        torch.set_rng_state(state["torch_rng"])
+        guards.restore_rng_state(state)
         say(f"resuming {run_dir} at epoch {start_epoch + 1}, batch {skip}, step {step}")
         if main:  # a crash after an epoch's row, before its state: that epoch runs again
             checkpoint.keep_metrics_rows(run_dir, start_epoch)
@@ -264,9 +248,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 "best": best,
                 "stale": stale,
                 "nonfinite_steps": int(guard.skipped),  # sync: only when saving
-                "python_rng": random.getstate(),
-                "numpy_rng": numpy_rng_state(),
-                "torch_rng": torch.get_rng_state(),
+                **guards.rng_state(),
             },
         )
 
