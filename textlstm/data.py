@@ -13,10 +13,8 @@ data).
 import json
 import os
 import re
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 
@@ -127,45 +125,6 @@ def looks_like_path(source: str) -> bool:
     )
 
 
-# -- the hub --------------------------------------------------------------------------
-
-
-def hub_offline_reason() -> str | None:
-    """Why the hub cannot be reached, or None when it can (or might).
-
-    `datasets` retries an unreachable hub for ~20 s before failing; checking the offline
-    switches and one TCP connect (2 s at most) first makes the failure immediate.
-    """
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return f"{var} is set"
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((endpoint.hostname, port), timeout=2).close()
-    except OSError as exc:
-        return f"{endpoint.hostname}:{port} cannot be reached ({exc.__class__.__name__})"
-    return None
-
-
-def load_from_hub(source: str):
-    """`datasets.load_dataset(name[, config])`; `name:config` selects a configuration."""
-    import datasets
-
-    reason = hub_offline_reason()
-    if reason is not None:
-        raise TextlstmError(
-            f"{source!r} is not a local path, and the Hugging Face hub is offline ({reason}). "
-            "Point --data at a folder with train/validation/test .parquet/.csv/.jsonl files, "
-            "or at a single file."
-        )
-    name, _, config = source.partition(":")
-    try:
-        return datasets.load_dataset(name, config or None)
-    except Exception as exc:  # not found, gated, network drop, bad config...
-        raise TextlstmError(f"could not load {source!r} from the hub: {exc}") from exc
-
-
 # -- turning columns into text + label ids --------------------------------------------
 
 
@@ -233,8 +192,8 @@ def label_vocabulary(train, cfg: DataConfig, names_file: list[str] | None):
     return label_names, (lambda v: index.get(name(v))), note
 
 
-def normalise_split(name: str, ds, cfg: DataConfig, to_id, label_names, notes):
-    """Keep `text` and `label` only, drop rows without text or label, map labels to ids."""
+def rows_with_text_and_label(name: str, ds, cfg: DataConfig, notes):
+    """Keep the text and label columns; drop (and count) rows where either is null."""
     before = len(ds)
     ds = ds.select_columns([cfg.text_column, cfg.label_column])
     ds = ds.filter(
@@ -247,11 +206,13 @@ def normalise_split(name: str, ds, cfg: DataConfig, to_id, label_names, notes):
     )
     if len(ds) < before:
         notes.append(f"{name}: dropped {before - len(ds)} rows with no text or no label (null)")
-    raw = ds[cfg.label_column]
-    ids = [to_id(v) for v in raw]
-    unknown = sorted({str(v) for v, i in zip(raw, ids, strict=True) if i is None})
+    return ds
+
+
+def with_label_ids(name: str, ds, cfg: DataConfig, labels, unknown, label_names):
+    """`ds` with columns text and label (= `labels`); labels the model lacks are an error."""
     if unknown:
-        shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        shown = ", ".join(sorted(unknown)[:10]) + (" ..." if len(unknown) > 10 else "")
         raise TextlstmError(
             f"{name} split has labels the classifier does not know: {shown} "
             f"(known: {', '.join(label_names)})"
@@ -259,7 +220,17 @@ def normalise_split(name: str, ds, cfg: DataConfig, to_id, label_names, notes):
     ds = ds.remove_columns(cfg.label_column)
     if cfg.text_column != "text":
         ds = ds.rename_column(cfg.text_column, "text")
-    return ds.add_column("label", np.asarray(ids, dtype=np.int64))
+    return ds.add_column("label", labels)
+
+
+def normalise_split(name: str, ds, cfg: DataConfig, to_id, label_names, notes):
+    """Keep `text` and `label` only, drop rows without text or label, map labels to ids."""
+    ds = rows_with_text_and_label(name, ds, cfg, notes)
+    raw = ds[cfg.label_column]
+    ids = [to_id(v) for v in raw]
+    unknown = {str(v) for v, i in zip(raw, ids, strict=True) if i is None}
+    labels = None if unknown else np.asarray(ids, dtype=np.int64)  # unknown: an error below
+    return with_label_ids(name, ds, cfg, labels, unknown, label_names)
 
 
 def carve_validation(train, fraction: float, seed: int):
@@ -298,6 +269,8 @@ def read_source(source: str) -> tuple[dict, list[str] | None]:
         return {"train": read_file(path)}, read_label_names_file(path.parent)
     if looks_like_path(source):
         raise TextlstmError(f"{source} does not exist")
+    from textlstm.hub import load_from_hub
+
     return dict(load_from_hub(source)), None
 
 

@@ -47,6 +47,20 @@ def predict_logits(model, split, device, batch_size: int = 256, precision: str =
     return out
 
 
+def per_class_metrics(label_names, precision, recall, f1, support, **extra) -> dict:
+    """{label: {precision, recall, f1, support, *extra}} from per-class arrays."""
+    return {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+            **{key: float(values[i]) for key, values in extra.items()},
+        }
+        for i, name in enumerate(label_names)
+    }
+
+
 def classification_report(y_true, y_pred, label_names) -> dict:
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     k = len(label_names)
@@ -63,15 +77,7 @@ def classification_report(y_true, y_pred, label_names) -> dict:
         "n": int(len(y_true)),
         "accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-        "per_class": {
-            name: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i, name in enumerate(label_names)
-        },
+        "per_class": per_class_metrics(label_names, precision, recall, f1, support),
         "confusion_matrix": confusion.tolist(),
         "labels": list(label_names),
     }

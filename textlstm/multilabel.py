@@ -80,16 +80,10 @@ def map_splits(splits: dict, cfg, seed: int, names_file, notes: list[str]):
 
 def multi_hot_split(split: str, ds, cfg, name, label_names, notes):
     """Keep text and label; label lists -> 0/1 rows; unknown labels are an error."""
+    from textlstm.data import rows_with_text_and_label, with_label_ids
+
     index = {n: i for i, n in enumerate(label_names)}
-    before = len(ds)
-    ds = ds.select_columns([cfg.text_column, cfg.label_column])
-    ds = ds.filter(
-        lambda b: [t is not None and v is not None for t, v in
-                   zip(b[cfg.text_column], b[cfg.label_column], strict=True)],
-        batched=True,
-    )  # fmt: skip
-    if len(ds) < before:
-        notes.append(f"{split}: dropped {before - len(ds)} rows with no text or no label list")
+    ds = rows_with_text_and_label(split, ds, cfg, notes)
     rows = np.zeros((len(ds), len(label_names)), dtype=np.int64)
     unknown = set()
     for r, values in enumerate(ds[cfg.label_column]):
@@ -99,15 +93,7 @@ def multi_hot_split(split: str, ds, cfg, name, label_names, notes):
                 unknown.add(str(v))
             else:
                 rows[r, i] = 1
-    if unknown:
-        raise TextlstmError(
-            f"{split} split has labels the classifier does not know: "
-            f"{', '.join(sorted(unknown)[:10])} (known: {', '.join(label_names)})"
-        )
-    ds = ds.remove_columns(cfg.label_column)
-    if cfg.text_column != "text":
-        ds = ds.rename_column(cfg.text_column, "text")
-    return ds.add_column("label", rows.tolist())
+    return with_label_ids(split, ds, cfg, rows.tolist(), unknown, label_names)
 
 
 # -- thresholds ------------------------------------------------------------------------
@@ -170,6 +156,7 @@ def tune_on_validation(run_dir, model, split, label_names, device, batch_size, p
 
 def report(y_true, logits, label_names, thresholds=None) -> dict:
     """Multi-label metrics of sigmoid(logits) cut at `thresholds` (0.5 when None)."""
+    from textlstm.evaluate import per_class_metrics
     from textlstm.predict import sigmoid
 
     y = np.asarray(y_true).astype(bool)
@@ -192,16 +179,9 @@ def report(y_true, logits, label_names, thresholds=None) -> dict:
         "macro_f1": float(f1[support > 0].mean()) if (support > 0).any() else 0.0,
         # BCE per text-label pair, as in training: log(1 + e^x) - y x, overflow-free
         "loss": float((np.logaddexp(0, logits) - y * logits).mean()),
-        "per_class": {
-            name: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-                "threshold": float(thresholds[i]),
-            }
-            for i, name in enumerate(label_names)
-        },  # fmt: skip
+        "per_class": per_class_metrics(
+            label_names, precision, recall, f1, support, threshold=thresholds
+        ),  # fmt: skip
         "labels": list(label_names),
     }
 
