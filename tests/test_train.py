@@ -61,9 +61,9 @@ def test_numpy_engine_equals_torch(tiny_run):
 def test_sigint_mid_epoch_then_resume_ends_with_the_same_weights(tmp_path):
     """Kill a real training process with SIGINT mid-epoch; the resumed run must end with
     the same weights as an uninterrupted one."""
-    overrides = [*TINY, "model.num_layers=1", "train.epochs=3", "train.batch_size=16"]
-    straight = fit(tiny_config("model.num_layers=1", "train.epochs=3", "train.batch_size=16"),
-                   tmp_path / "straight")  # fmt: skip
+    extra = ["model.num_layers=1", "train.epochs=3", "train.batch_size=16", "train.ema=0.9"]
+    overrides = [*TINY, *extra]  # with a weight average: it too must continue exactly
+    straight = fit(tiny_config(*extra), tmp_path / "straight")
     run_dir = tmp_path / "interrupted"
     args = [sys.executable, "-m", "textlstm", "train", "--data", str(SMS), "--out", str(run_dir)]
     for item in overrides:
@@ -85,15 +85,52 @@ def test_sigint_mid_epoch_then_resume_ends_with_the_same_weights(tmp_path):
     state = checkpoint.load_train_state(run_dir)
     assert state["epoch"] == 1 and 0 < state["batches_done"] < 279  # inside epoch 2
 
-    resumed = fit(tiny_config("model.num_layers=1", "train.epochs=3", "train.batch_size=16"),
-                  run_dir, resume=True)  # fmt: skip
-    final_a = checkpoint.load_train_state(straight.run_dir)["model"]
-    final_b = checkpoint.load_train_state(run_dir)["model"]
-    for name, value in final_a.items():
-        torch.testing.assert_close(final_b[name], value, atol=1e-6, rtol=0)
+    resumed = fit(tiny_config(*extra), run_dir, resume=True)
+    state_a = checkpoint.load_train_state(straight.run_dir)
+    state_b = checkpoint.load_train_state(run_dir)
+    pairs = [(state_a["model"], state_b["model"]),
+             (state_a["average"]["model"], state_b["average"]["model"])]  # fmt: skip
+    for final_a, final_b in pairs:
+        for name, value in final_a.items():
+            torch.testing.assert_close(final_b[name], value, atol=1e-6, rtol=0)
     assert resumed.best == straight.best | {"epoch_s": resumed.best["epoch_s"],
                                             "tokens_per_s": resumed.best["tokens_per_s"],
                                             "train_loss": resumed.best["train_loss"]}  # fmt: skip
+
+
+def test_weight_average_follows_the_ema_recurrence():
+    from textlstm.averaging import WeightAverage
+
+    live = torch.nn.Linear(3, 2)
+    average = WeightAverage(live, decay=0.5)
+    expected = [p.detach().clone() for p in live.parameters()]
+    for step in range(20):
+        with torch.no_grad():
+            for p in live.parameters():
+                p.add_(float(step))  # the live weights move every step
+        rate = 1 - min(0.5, (1 + step) / (10 + step))  # warm-up, then the decay itself
+        pairs = zip(expected, live.parameters(), strict=True)
+        expected = [e + rate * (p.detach() - e) for e, p in pairs]
+        average.update(live)
+    for got, want in zip(average.model.parameters(), expected, strict=True):
+        torch.testing.assert_close(got, want)
+        assert not got.requires_grad
+
+
+def test_ema_run_validates_and_ships_the_average(tmp_path):
+    """With train.ema the bundle holds the averaged weights, and the validation numbers in
+    metrics.json are those of exactly that bundle, not of the live weights."""
+    result = fit(tiny_config("train.ema=0.95", "model.num_layers=1"), tmp_path / "ema")
+    state = checkpoint.load_train_state(result.run_dir)
+    bundle, _, _ = checkpoint.load_model(result.run_dir)
+    val = result.prepared.splits["validation"]
+    report = evaluate_split(bundle, val, result.prepared.label_names, torch.device("cpu"))
+    assert report["loss"] == pytest.approx(result.best["val_loss"], abs=1e-6)
+    if result.best["epoch"] == 2:  # the last epoch's average is the one training ended with
+        for name, value in bundle.state_dict().items():
+            torch.testing.assert_close(value, state["average"]["model"][name])
+    live = state["model"]["classifier.weight"]
+    assert not torch.allclose(state["average"]["model"]["classifier.weight"], live)
 
 
 def test_existing_run_is_never_clobbered(tiny_run):

@@ -17,6 +17,7 @@ torch is imported only inside the functions that need it; the numpy predictor re
 bundles without it.
 """
 
+import datetime
 import json
 import os
 import tempfile
@@ -85,6 +86,41 @@ def start_bundle(run_dir: Path, config: dict, tokenizer, label_names) -> None:
     atomic_write(run_dir / "tokenizer.json", tokenizer.to_str().encode())
     write_json(run_dir / "labels.json", list(label_names))
     write_json(run_dir / "config.json", config)
+
+
+def open_run_dir(run_dir: Path | None, source: str, resume: bool, overwrite: bool) -> Path:
+    """The folder a training run writes to, checked writable and cleared of an older run.
+
+    A finished run is never clobbered silently: `overwrite` (or `resume`) must say so.
+    Under torchrun every rank checks it can write; rank 0 alone deletes (after a barrier,
+    so no rank is still looking).
+    """
+    from textlstm import distributed, multilabel
+    from textlstm.report import REPORT_EXTRAS
+
+    if not run_dir:
+        name = Path(source.rstrip("/")).name.replace(":", "-") or "run"
+        run_dir = DEFAULT_ROOT / f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = distributed.share(Path(run_dir))  # every rank uses rank 0's folder
+    if not resume and (run_dir / "model.safetensors").exists() and not overwrite:
+        raise TextlstmError(
+            f"{run_dir} already holds a run; pass --overwrite to replace it, "
+            f"--resume {run_dir} to continue it, or choose another --out"
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{distributed.rank()}"  # one per rank: no race
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise TextlstmError(f"cannot write to {run_dir}: {exc.strerror or exc}") from exc
+    distributed.barrier()  # every rank has checked before rank 0 deletes anything
+    if not resume and distributed.is_main():  # nothing of an older run may survive
+        for old in ("model.safetensors", "metrics.json", "metrics.jsonl", "train_state.pt",
+                    "report.json", "report.md", *REPORT_EXTRAS,
+                    multilabel.THRESHOLDS_FILE):  # fmt: skip
+            (run_dir / old).unlink(missing_ok=True)
+    return run_dir
 
 
 def save_best(run_dir: Path, model, metrics: dict) -> None:

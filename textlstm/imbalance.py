@@ -18,7 +18,7 @@ import json
 import numpy as np
 
 from textlstm import TextlstmError
-from textlstm.batching import BucketBatchSampler
+from textlstm.batching import BucketBatchSampler, column_array
 
 SAMPLERS = ("bucket", "balanced")
 
@@ -110,3 +110,17 @@ class BalancedBucketSampler(BucketBatchSampler):
             chunk = order[start : start + pool]
             runs.extend(self.cut(chunk[np.argsort(-self.lengths[chunk], kind="stable")]))
         return [runs[i] for i in rng.permutation(len(runs))]
+
+
+def train_sampler(split, tc, rank: int = 0, world_size: int = 1) -> BucketBatchSampler:
+    """The training batch sampler `train.sampler` (`tc`: a TrainConfig) names.
+
+    Either way batches are length-bucketed and sharded over `world_size` ranks (DDP).
+    """
+    bucketing = dict(batch_size=tc.batch_size, max_tokens=tc.max_tokens, shuffle=True,
+                     seed=tc.seed, pad_multiple=tc.pad_multiple, rank=rank,
+                     world_size=world_size)  # fmt: skip
+    lengths = column_array(split, "length")
+    if tc.sampler == "balanced":  # class-balanced draws
+        return BalancedBucketSampler(column_array(split, "label"), lengths, **bucketing)
+    return BucketBatchSampler(lengths, **bucketing)

@@ -13,7 +13,6 @@ with the position inside the epoch, and `textlstm train --resume RUN_DIR` contin
 from exactly there (same batches, same RNG streams).
 """
 
-import datetime
 import json
 import math
 import signal
@@ -27,10 +26,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from textlstm import TextlstmError, checkpoint, distributed, guards, multilabel, tblog
-from textlstm.batching import BucketBatchSampler, column_array, loader
-from textlstm.imbalance import SAMPLERS, BalancedBucketSampler, loss_weights, parse_class_weights
+from textlstm.averaging import WeightAverage
+from textlstm.batching import column_array, loader
+from textlstm.imbalance import SAMPLERS, loss_weights, parse_class_weights, train_sampler
 from textlstm.model import TextLSTM
-from textlstm.report import REPORT_EXTRAS
 from textlstm.tokenizer import PAD_ID
 
 
@@ -47,6 +46,7 @@ class TrainConfig:
     schedule: str = "cosine"  # after warm-up: "cosine" | "linear" | "constant"
     clip_norm: float = 1.0  # global gradient-norm clip; 0 disables
     label_smoothing: float = 0.0
+    ema: float = 0.0  # > 0: validate and save a moving average of the weights (averaging.py)
     class_weights: str = "none"  # "none" | "balanced" (n / (k * count)) | "[w0, w1, ...]"
     sampler: str = "bucket"  # "bucket" | "balanced" (equal share of each class per epoch)
     metric: str = "macro_f1"  # picks the best epoch: "macro_f1" | "accuracy" | "loss"
@@ -77,6 +77,8 @@ class TrainConfig:
             raise TextlstmError("train.epochs, batch_size and log_every must be at least 1")
         if self.max_nonfinite < 0:
             raise TextlstmError("train.max_nonfinite must be 0 (never stop) or more")
+        if not 0.0 <= self.ema < 1.0:
+            raise TextlstmError("train.ema must be 0 (off) or a decay below 1, e.g. 0.999")
 
 
 class Interrupted(Exception):
@@ -109,11 +111,6 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1 - progress
 
 
-def default_run_dir(source: str) -> Path:
-    name = Path(source.rstrip("/")).name.replace(":", "-") or "run"
-    return checkpoint.DEFAULT_ROOT / f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-
-
 def better(value: float, best: float | None, metric: str) -> bool:
     return best is None or (value < best if metric == "loss" else value > best)
 
@@ -136,25 +133,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     say = lambda msg: main and print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
     # -- run directory: never silently clobber a finished run --------------------------
-    run_dir = distributed.share(Path(run_dir) if run_dir else default_run_dir(cfg.data.source))
-    if not resume and (run_dir / "model.safetensors").exists() and not overwrite:
-        raise TextlstmError(
-            f"{run_dir} already holds a run; pass --overwrite to replace it, "
-            f"--resume {run_dir} to continue it, or choose another --out"
-        )
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{distributed.rank()}"  # one per rank: no race
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise TextlstmError(f"cannot write to {run_dir}: {exc.strerror or exc}") from exc
-    distributed.barrier()  # every rank has checked before rank 0 deletes anything
-    if not resume and main:  # a fresh run (or --overwrite): nothing of an older run may survive
-        for old in ("model.safetensors", "metrics.json", "metrics.jsonl", "train_state.pt",
-                    "report.json", "report.md", *REPORT_EXTRAS,
-                    multilabel.THRESHOLDS_FILE):  # fmt: skip
-            (run_dir / old).unlink(missing_ok=True)
+    run_dir = checkpoint.open_run_dir(run_dir, cfg.data.source, resume, overwrite)
 
     # -- data: load, check, tokenize (the tokenizer is the run's own on resume) -----------
     guards.seed_everything(tc.seed)
@@ -197,15 +176,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         fused=True,  # skips a non-finite step on the device (guards.NonFiniteGuard)
     )
     guard = guards.NonFiniteGuard(device, tc.max_nonfinite)
-    bucketing = (column_array(train_split, "length"), tc.batch_size, tc.max_tokens, True, tc.seed)
-    sharding = {"rank": distributed.rank(), "world_size": distributed.world_size()}
-    if tc.sampler == "balanced":  # class-balanced draws, still length-bucketed
-        sampler = BalancedBucketSampler(
-            column_array(train_split, "label"), *bucketing, pad_multiple=tc.pad_multiple,
-            **sharding,
-        )  # fmt: skip
-    else:
-        sampler = BucketBatchSampler(*bucketing, pad_multiple=tc.pad_multiple, **sharding)
+    sampler = train_sampler(train_split, tc, distributed.rank(), distributed.world_size())
     total_steps = tc.epochs * len(sampler.batches(0))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, tc)
@@ -233,6 +204,11 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         if main:  # a crash after an epoch's row, before its state: that epoch runs again
             checkpoint.keep_metrics_rows(run_dir, start_epoch)
 
+    average = WeightAverage(model, tc.ema) if tc.ema else None  # starts from the live weights
+    if average and resume and "average" in state:
+        average.load_state_dict(state["average"])
+    scored = average.model if average else model  # what validation scores and the bundle holds
+
     def save_state(epoch: int, batches_done: int) -> None:
         if not main:
             return
@@ -248,6 +224,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 "best": best,
                 "stale": stale,
                 "nonfinite_steps": int(guard.skipped),  # sync: only when saving
+                **({"average": average.state_dict()} if average else {}),
                 **guards.rng_state(),
             },
         )
@@ -291,6 +268,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 keep = guard.check(optimizer, loss.detach(), norm, len(labels))
                 optimizer.step()  # a no-op when the guard flagged the step
                 schedule.step()
+                if average:
+                    average.update(model)
                 loss_sum += torch.where(keep > 0, loss.detach(), 0.0) * len(labels)
                 done += 1
                 step += 1
@@ -323,7 +302,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
 
             # -- validation, metrics.jsonl, best bundle, early stopping -------------------
             report = distributed.evaluate(
-                model, val_split, prep.label_names, device, tc.eval_batch_size, tc.precision
+                scored, val_split, prep.label_names, device, tc.eval_batch_size, tc.precision
             )
             row = {
                 "epoch": epoch + 1, "step": step, "train_loss": train_loss,
@@ -351,7 +330,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 best, stale = value, 0
                 metrics = {"epoch": epoch + 1, "step": step, "metric": tc.metric, **row}
                 if main:
-                    checkpoint.save_best(run_dir, model, metrics)
+                    checkpoint.save_best(run_dir, scored, metrics)
             else:
                 stale += 1
             save_state(epoch + 1, 0)
