@@ -279,7 +279,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="textlstm-bench-") as tmp_name:
         tmp = Path(tmp_name)
         for name in args.datasets:
-            if not (shared / DATASETS[name][0] / "train.parquet").exists():
+            needed = f"{DATASETS[name][1]}.parquet" if name in CARVED else "train.parquet"
+            if not (shared / DATASETS[name][0] / needed).exists():
                 print(f"skip {name}: {shared / DATASETS[name][0]} not found", file=sys.stderr)
                 continue
             view = make_view(name, shared, args.quick, tmp)
@@ -298,7 +299,7 @@ def main() -> None:
             print(table({name: results[name]}, f"### {name}"), file=sys.stderr, flush=True)
 
     device = (torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu"
-              else f"CPU ({torch.get_num_threads()} threads)")  # fmt: skip
+              else f"CPU, torch threads: {torch.get_num_threads()}")  # fmt: skip
     command = "python bench/accuracy.py " + shlex.join(sys.argv[1:])
     header = (f"{datetime.date.today()}, {device}, Python {platform.python_version()}, torch "
               f"{torch.__version__}; {'QUICK (subsampled)' if args.quick else 'full data'}; "

@@ -5,8 +5,9 @@
     tokenizer.json      the trained tokenizer
     labels.json         label names in id order
     metrics.json        best validation metrics and the epoch they came from
-    train_state.pt      optimizer, schedule, RNG states, epoch, current weights (resume
-                        only; read with torch.load(weights_only=True))
+    train_state.pt      optimizer, schedule, RNG states, epoch, current weights and their
+                        moving average when train.ema is on (resume only; read with
+                        torch.load(weights_only=True))
 
 Every file is written atomically (temp file in the same directory, fsync, rename): a
 crash at any moment leaves the previous version of the file, never half of one.
