@@ -29,6 +29,7 @@ a temporary folder; textlstm reads it like any user folder.
 """
 
 import argparse
+import collections
 import datetime
 import json
 import platform
@@ -114,9 +115,7 @@ def sentence_validation(train, n: int, seed: int):
 
     texts = train.text.tolist()
     haystack = "\n" + "\n".join(f" {t} " for t in texts) + "\n"
-    counts = {}
-    for t in texts:
-        counts[t] = counts.get(t, 0) + 1
+    counts = collections.Counter(texts)
     # maximal: found in the haystack only as its own copies (10+ words: sentences, not phrases)
     maximal = [i for i, t in enumerate(texts) if len(t.split()) >= 10
                and haystack.count(f" {t} ") == counts[t]]  # fmt: skip
