@@ -93,10 +93,12 @@ def carve(frame, train_share: float, val_share: float, view: Path):
     """Stratified train / validation / test from one split; validation is written here."""
     from sklearn.model_selection import train_test_split
 
-    train, rest = train_test_split(frame, train_size=train_share, random_state=0,
-                                   stratify=frame.label)  # fmt: skip
-    val, test = train_test_split(rest, train_size=val_share / (1 - train_share), random_state=0,
-                                 stratify=rest.label)  # fmt: skip
+    train, rest = train_test_split(
+        frame, train_size=train_share, random_state=0, stratify=frame.label
+    )
+    val, test = train_test_split(
+        rest, train_size=val_share / (1 - train_share), random_state=0, stratify=rest.label
+    )
     val.to_parquet(view / "validation.parquet")
     return train, test
 
@@ -117,15 +119,19 @@ def sentence_validation(train, n: int, seed: int):
     haystack = "\n" + "\n".join(f" {t} " for t in texts) + "\n"
     counts = collections.Counter(texts)
     # maximal: found in the haystack only as its own copies (10+ words: sentences, not phrases)
-    maximal = [i for i, t in enumerate(texts) if len(t.split()) >= 10
-               and haystack.count(f" {t} ") == counts[t]]  # fmt: skip
+    maximal = [
+        i
+        for i, t in enumerate(texts)
+        if len(t.split()) >= 10 and haystack.count(f" {t} ") == counts[t]
+    ]
     rng = np.random.default_rng(seed)
     held = sorted(rng.choice(maximal, size=min(n, len(maximal)), replace=False).tolist())
     phrases = set()  # every contiguous word span of a held-out sentence
     for i in held:
         words = texts[i].split()
-        phrases.update(" ".join(words[a:b]) for a in range(len(words))
-                       for b in range(a + 1, len(words) + 1))  # fmt: skip
+        phrases.update(
+            " ".join(words[a:b]) for a in range(len(words)) for b in range(a + 1, len(words) + 1)
+        )
     keep = ~train.text.isin(phrases).to_numpy()
     return train[keep], train.iloc[held].drop_duplicates("text")
 
@@ -138,8 +144,10 @@ def read_view(view: Path):
     import pandas as pd
 
     if (view / "baselines_train.parquet").exists():  # sst2: train before the sentence carve
-        return (pd.read_parquet(view / "baselines_train.parquet"),
-                pd.read_parquet(view / "test.parquet"))  # fmt: skip
+        return (
+            pd.read_parquet(view / "baselines_train.parquet"),
+            pd.read_parquet(view / "test.parquet"),
+        )
     train = pd.read_parquet(view / "train.parquet")
     if (view / "validation.parquet").exists():  # baselines train on all non-test texts
         train = pd.concat([train, pd.read_parquet(view / "validation.parquet")])
@@ -149,8 +157,10 @@ def read_view(view: Path):
 def scores(y_true, y_pred) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
 
-    return {"accuracy": accuracy_score(y_true, y_pred),
-            "macro_f1": f1_score(y_true, y_pred, average="macro")}  # fmt: skip
+    return {
+        "accuracy": accuracy_score(y_true, y_pred),
+        "macro_f1": f1_score(y_true, y_pred, average="macro"),
+    }
 
 
 def run_tfidf(view: Path) -> dict:
@@ -163,12 +173,14 @@ def run_tfidf(view: Path) -> dict:
     started = time.time()
 
     def fitted(texts, labels, c):
-        vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, preprocessor=simple_tokens,
-                              token_pattern=r"\S+")  # fmt: skip
+        vec = TfidfVectorizer(
+            ngram_range=(1, 2), sublinear_tf=True, preprocessor=simple_tokens, token_pattern=r"\S+"
+        )
         return vec, LogisticRegression(C=c, max_iter=3000).fit(vec.fit_transform(texts), labels)
 
-    fit_part, val_part = train_test_split(train, test_size=0.1, random_state=0,
-                                          stratify=train.label)  # fmt: skip
+    fit_part, val_part = train_test_split(
+        train, test_size=0.1, random_state=0, stratify=train.label
+    )
     chosen, best = None, -1.0
     for c in TFIDF_C:
         vec, clf = fitted(fit_part.text, fit_part.label, c)
@@ -176,8 +188,11 @@ def run_tfidf(view: Path) -> dict:
         chosen, best = (c, acc) if acc > best else (chosen, best)
     vec, clf = fitted(train.text, train.label, chosen)  # refit on all of train
     seconds = time.time() - started
-    return {**scores(test.label, clf.predict(vec.transform(test.text))), "train_s": seconds,
-            "epochs": f"C={chosen:g}"}  # fmt: skip
+    return {
+        **scores(test.label, clf.predict(vec.transform(test.text))),
+        "train_s": seconds,
+        "epochs": f"C={chosen:g}",
+    }
 
 
 def run_fasttext(view: Path, tmp: Path) -> dict:
@@ -193,11 +208,14 @@ def run_fasttext(view: Path, tmp: Path) -> dict:
     )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     started = time.time()
-    model = fasttext.train_supervised(str(path), wordNgrams=2, epoch=5, lr=0.5, dim=10,
-                                      thread=1, verbose=0)  # fmt: skip
+    model = fasttext.train_supervised(
+        str(path), wordNgrams=2, epoch=5, lr=0.5, dim=10, thread=1, verbose=0
+    )
     seconds = time.time() - started
-    predicted = [int(labels[0].removeprefix("__label__")) for labels in
-                 model.predict([simple_tokens(t) for t in test.text])[0]]  # fmt: skip
+    predicted = [
+        int(labels[0].removeprefix("__label__"))
+        for labels in model.predict([simple_tokens(t) for t in test.text])[0]
+    ]
     return {**scores(test.label, predicted), "train_s": seconds}
 
 
@@ -207,20 +225,32 @@ def run_textlstm(view: Path, name: str, seed: int, device: str, tmp: Path, extra
     from textlstm.train import fit
 
     preset = REPO / "configs" / f"{name}.toml"  # none (ag_news): textlstm's defaults
-    cfg = config.build(str(preset) if preset.exists() else None,
-                       (f"train.seed={seed}", f"train.device={device}", *extra))  # fmt: skip
+    cfg = config.build(
+        str(preset) if preset.exists() else None,
+        (f"train.seed={seed}", f"train.device={device}", *extra),
+    )
     cfg.data.source = str(view)
     run_dir = tmp / f"{name}-textlstm-{seed}"
     started = time.time()
     result = fit(cfg, run_dir)
     seconds = time.time() - started
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    report = evaluate_split(result.model, result.prepared.splits["test"],
-                            result.prepared.label_names, next(result.model.parameters()).device,
-                            cfg.train.eval_batch_size, cfg.train.precision)  # fmt: skip
-    return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "train_s": seconds,
-            "epochs": f"{result.best['epoch']}/{len(rows)}",
-            "tokens_per_s": statistics.mean(r["tokens_per_s"] for r in rows)}  # fmt: skip
+    report = evaluate_split(
+        result.model,
+        result.prepared.splits["test"],
+        result.prepared.label_names,
+        next(result.model.parameters()).device,
+        result.prepared.task,
+        cfg.train.eval_batch_size,
+        cfg.train.precision,
+    )
+    return {
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "train_s": seconds,
+        "epochs": f"{result.best['epoch']}/{len(rows)}",
+        "tokens_per_s": statistics.mean(r["tokens_per_s"] for r in rows),
+    }
 
 
 def textlstm_name(name: str) -> str:
@@ -235,19 +265,28 @@ def mean_std(values: list[float]) -> str:
 
 
 def table(results: dict, header: str) -> str:
-    lines = [header, "",
-             "| dataset (eval split, n) | system | accuracy % | macro-F1 % | train s | "
-             "best epoch / run (C) | tokens/s |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        header,
+        "",
+        "| dataset (eval split, n) | system | accuracy % | macro-F1 % | train s | "
+        "best epoch / run (C) | tokens/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, (n_eval, systems) in results.items():
         for system, runs in systems.items():
             acc = mean_std([r["accuracy"] for r in runs])
             f1 = mean_std([r["macro_f1"] for r in runs])
             secs = statistics.mean(r["train_s"] for r in runs)
             epochs = ", ".join(r["epochs"] for r in runs) if "epochs" in runs[0] else "–"
-            tps = (f"{statistics.mean(r['tokens_per_s'] for r in runs):,.0f}"
-                   if "tokens_per_s" in runs[0] else "–")  # fmt: skip
-            lines.append(f"| {name} ({DATASETS[name][1]}, {n_eval}) | {system} | {acc} | {f1} "
-                         f"| {secs:.1f} | {epochs} | {tps} |")  # fmt: skip
+            tps = (
+                f"{statistics.mean(r['tokens_per_s'] for r in runs):,.0f}"
+                if "tokens_per_s" in runs[0]
+                else "–"
+            )
+            lines.append(
+                f"| {name} ({DATASETS[name][1]}, {n_eval}) | {system} | {acc} | {f1} "
+                f"| {secs:.1f} | {epochs} | {tps} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -304,15 +343,23 @@ def main() -> None:
             raw[name] = systems
             print(table({name: results[name]}, f"### {name}"), file=sys.stderr, flush=True)
 
-    device = (torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu"
-              else f"CPU, torch threads: {torch.get_num_threads()}")  # fmt: skip
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available() and args.device != "cpu"
+        else f"CPU, torch threads: {torch.get_num_threads()}"
+    )
     command = "python bench/accuracy.py " + shlex.join(sys.argv[1:])
-    header = (f"{datetime.date.today()}, {device}, Python {platform.python_version()}, torch "
-              f"{torch.__version__}; {'QUICK (subsampled)' if args.quick else 'full data'}; "
-              + (f"textlstm seeds {' '.join(map(str, args.seeds))} (mean ± std where several)"
-                 if "textlstm" in args.systems else f"systems: {' '.join(args.systems)}")
-              + ".\n\n"
-              f"    {command}")  # fmt: skip
+    header = (
+        f"{datetime.date.today()}, {device}, Python {platform.python_version()}, torch "
+        f"{torch.__version__}; {'QUICK (subsampled)' if args.quick else 'full data'}; "
+        + (
+            f"textlstm seeds {' '.join(map(str, args.seeds))} (mean ± std where several)"
+            if "textlstm" in args.systems
+            else f"systems: {' '.join(args.systems)}"
+        )
+        + ".\n\n"
+        f"    {command}"
+    )
     text = table(results, header)
     print(text)
     if args.write:

@@ -22,8 +22,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from textlstm.batching import BucketBatchSampler, PaddedBatches
-from textlstm.data import DataConfig
-from textlstm.model import ModelConfig, TextLSTM
+from textlstm.config import DataConfig, ModelConfig
+from textlstm.model import TextLSTM
 from textlstm.tokenizer import prepare
 
 

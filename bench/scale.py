@@ -66,11 +66,22 @@ def bench_classify(args, work: Path) -> None:
         # One text per line: newlines inside an SMS would split it, so flatten them.
         sources["txt"].write_text("\n".join(frame.text.str.replace("\n", " ")) + "\n")
         for kind, out in (("parquet", "preds.parquet"), ("txt", "preds.jsonl")):
-            seconds, rss = measure("classify", "--checkpoint", checkpoint, "--file",
-                                   str(sources[kind]), "--output", str(work / out),
-                                   "--batch-size", str(args.batch_size))  # fmt: skip
-            print(f"| {kind} | {out.split('.')[1]} | {n:,} | {seconds:.1f} | "
-                  f"{n / seconds:,.0f} | {rss:.0f} |", flush=True)  # fmt: skip
+            seconds, rss = measure(
+                "classify",
+                "--checkpoint",
+                checkpoint,
+                "--file",
+                str(sources[kind]),
+                "--output",
+                str(work / out),
+                "--batch-size",
+                str(args.batch_size),
+            )
+            print(
+                f"| {kind} | {out.split('.')[1]} | {n:,} | {seconds:.1f} | "
+                f"{n / seconds:,.0f} | {rss:.0f} |",
+                flush=True,
+            )
 
 
 def bench_memory(args, work: Path) -> None:
@@ -87,13 +98,20 @@ def bench_memory(args, work: Path) -> None:
         (folder / "labels.json").write_text((SMS / "labels.json").read_text())
         n = factor * len(splits["train"])
         prep = work / f"prep{factor}"
-        seconds, rss = measure("preprocess", "--data", str(folder), "--out", str(prep),
-                               *sets(TINY))  # fmt: skip
+        seconds, rss = measure("preprocess", "--data", str(folder), "--out", str(prep), *sets(TINY))
         print(f"| {factor}x SMS | {n:,} | preprocess | {seconds:.1f} | {rss:.0f} |", flush=True)
-        seconds, rss = measure("train", "--data", str(prep), "--out", str(work / f"run{factor}"),
-                               *sets(TINY + ["train.epochs=1", "train.test=false"]))  # fmt: skip
-        print(f"| {factor}x SMS | {n:,} | train 1 epoch (+ validation) | {seconds:.1f} | "
-              f"{rss:.0f} |", flush=True)  # fmt: skip
+        seconds, rss = measure(
+            "train",
+            "--data",
+            str(prep),
+            "--out",
+            str(work / f"run{factor}"),
+            *sets(TINY + ["train.epochs=1", "train.test=false"]),
+        )
+        print(
+            f"| {factor}x SMS | {n:,} | train 1 epoch (+ validation) | {seconds:.1f} | {rss:.0f} |",
+            flush=True,
+        )
 
 
 def main():
@@ -106,9 +124,11 @@ def main():
     m = sub.add_parser("memory")
     m.add_argument("--factors", type=int, nargs="+", default=[1, 10])
     args = parser.parse_args()
-    print(f"<!-- {' '.join(sys.argv)} | {datetime.datetime.now():%Y-%m-%d %H:%M} | "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.1f} -->")  # fmt: skip
+    print(
+        f"<!-- {' '.join(sys.argv)} | {datetime.datetime.now():%Y-%m-%d %H:%M} | "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load {os.getloadavg()[0]:.1f} -->"
+    )
     with tempfile.TemporaryDirectory(prefix="textlstm-scale-") as work:
         (bench_classify if args.what == "classify" else bench_memory)(args, Path(work))
 

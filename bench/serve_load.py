@@ -59,10 +59,19 @@ def main() -> None:
     port = free_port()
     script = Path(sys.executable).parent / "textlstm"
     server = subprocess.Popen(
-        [str(script), "serve", "--checkpoint", args.checkpoint, "--port", str(port),
-         "--batch-wait-ms", str(args.batch_wait_ms)],
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            str(script),
+            "serve",
+            "--checkpoint",
+            args.checkpoint,
+            "--port",
+            str(port),
+            "--batch-wait-ms",
+            str(args.batch_wait_ms),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60

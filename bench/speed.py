@@ -43,7 +43,7 @@ import torch
 from speed_data import REPO, SHAPE, data_folder, find_dataset, read_split, run_config, tokenize
 from speed_rows import Ceiling, PeakMemory, Textbook, product_shapes, run_slice, sync
 
-from textlstm.data import DataConfig
+from textlstm import config
 from textlstm.tokenizer import prepare, save_preprocessed
 from textlstm.train import fit, pick_device
 
@@ -171,6 +171,7 @@ def inference(opts, device, run_dir: Path, tc, work: Path, result: dict) -> None
     from textlstm import checkpoint
     from textlstm.evaluate import evaluate_split
     from textlstm.predict import Predictor
+    from textlstm.task import task_of
     from textlstm.tokenizer import tokenize_splits
 
     table = read_split(find_dataset(opts.dataset), ("train",))
@@ -189,7 +190,7 @@ def inference(opts, device, run_dir: Path, tc, work: Path, result: dict) -> None
     import datasets
 
     split = datasets.Dataset.from_dict({"text": texts, "label": labels})
-    data = DataConfig(**saved["data"])
+    data = config.from_dict(saved).data
     tok = checkpoint.load_tokenizer(run_dir)
     timed(
         "evaluate (tokenize + batched forward, torch)",
@@ -198,6 +199,7 @@ def inference(opts, device, run_dir: Path, tc, work: Path, result: dict) -> None
             tokenize_splits(split, tok, data),
             names,
             device,
+            task_of(saved),
             tc.eval_batch_size,
             tc.precision,
         ),

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from textlstm import config
-from textlstm.data import DataConfig
+from textlstm.config import DataConfig
 from textlstm.tokenizer import encode, prepare, save_preprocessed
 
 REPO = Path(__file__).resolve().parent.parent

@@ -47,6 +47,7 @@ def run_one(config_path, overrides, seed):
                 splits["test"],
                 result.prepared.label_names,
                 torch.device("cpu"),
+                result.prepared.task,
                 256,
                 "fp32",
             )
@@ -57,8 +58,12 @@ def run_one(config_path, overrides, seed):
 
 def best(result):
     b = result.best
-    return [("accuracy", b["val_accuracy"]), ("macro_f1", b["val_macro_f1"]),
-            ("loss", b["val_loss"]), ("epoch", b["epoch"])]  # fmt: skip
+    return [
+        ("accuracy", b["val_accuracy"]),
+        ("macro_f1", b["val_macro_f1"]),
+        ("loss", b["val_loss"]),
+        ("epoch", b["epoch"]),
+    ]
 
 
 def summarise(rows):
@@ -68,8 +73,17 @@ def summarise(rows):
             return float("nan"), float("nan")
         return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
-    return {k: stat(k) for k in ("val_macro_f1", "val_accuracy", "val_loss", "test_accuracy",
-                                 "test_macro_f1", "train_s")}  # fmt: skip
+    return {
+        k: stat(k)
+        for k in (
+            "val_macro_f1",
+            "val_accuracy",
+            "val_loss",
+            "test_accuracy",
+            "test_macro_f1",
+            "train_s",
+        )
+    }
 
 
 def main():
@@ -95,11 +109,13 @@ def main():
     print("|---|---|---|---|---|---|---|")
     for name, rows in table:
         s = summarise(rows)
-        cells = [f"{s[k][0] * 100:.2f} ± {s[k][1] * 100:.2f}" for k in
-                 ("val_macro_f1", "val_accuracy")]  # fmt: skip
+        cells = [
+            f"{s[k][0] * 100:.2f} ± {s[k][1] * 100:.2f}" for k in ("val_macro_f1", "val_accuracy")
+        ]
         cells.append(f"{s['val_loss'][0]:.4f}")
-        cells += [f"{s[k][0] * 100:.2f} ± {s[k][1] * 100:.2f}" for k in
-                  ("test_accuracy", "test_macro_f1")]  # fmt: skip
+        cells += [
+            f"{s[k][0] * 100:.2f} ± {s[k][1] * 100:.2f}" for k in ("test_accuracy", "test_macro_f1")
+        ]
         cells.append(f"{s['train_s'][0]:.0f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
 

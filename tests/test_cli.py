@@ -60,8 +60,18 @@ def test_classify_arguments_file_stdin_and_formats(tiny_run, tmp_path):
 
 
 def test_threshold_filters_labels(tiny_run):
-    result = run("classify", "--checkpoint", tiny_run.run_dir, "hello", "-k", 2, "-t", 1.0,
-                 "--format", "jsonl")  # fmt: skip
+    result = run(
+        "classify",
+        "--checkpoint",
+        tiny_run.run_dir,
+        "hello",
+        "-k",
+        2,
+        "-t",
+        1.0,
+        "--format",
+        "jsonl",
+    )
     assert json.loads(result.output)["labels"] == []
     bad = run("classify", "--checkpoint", tiny_run.run_dir, "hello", "-t", 1.5)
     assert bad.exit_code == 2 and "1.5" in bad.output
@@ -90,8 +100,9 @@ def test_installed_script_classifies_from_latest(tiny_run):
 
 
 def test_evaluate_writes_reports(tiny_run, tmp_path):
-    result = run("evaluate", "--checkpoint", tiny_run.run_dir, "--data", SMS,
-                 "--report-dir", tmp_path)  # fmt: skip
+    result = run(
+        "evaluate", "--checkpoint", tiny_run.run_dir, "--data", SMS, "--report-dir", tmp_path
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["split"] == "test" and report["n"] == 553
@@ -126,6 +137,20 @@ def error_line(result):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: ") and "Traceback" not in result.output
     return line
+
+
+def test_latest_is_kept_only_in_the_default_run_root(in_tmp):
+    small = ["--data", SMS, *(x for item in TINY for x in ("--set", item))]
+    small += ["--set", "train.epochs=1", "--set", "train.test=false"]
+    default = run("train", *small)
+    assert default.exit_code == 0, default.output
+    latest = in_tmp / "checkpoints" / "latest"
+    assert latest.is_symlink() and "checkpoints/latest points here" in default.stdout
+    named = run("train", *small, "--out", in_tmp / "mine" / "run")
+    assert named.exit_code == 0, named.output
+    assert sorted(p.name for p in (in_tmp / "mine").iterdir()) == ["run"]
+    assert f"--checkpoint {in_tmp / 'mine' / 'run'}" in named.stdout
+    assert latest.resolve().parent == (in_tmp / "checkpoints").resolve()  # unchanged
 
 
 def test_classify_without_a_checkpoint_says_how_to_train(in_tmp):
@@ -185,7 +210,11 @@ def test_hub_name_offline(tmp_path):
 
 def test_script_exit_code_and_single_line(tmp_path):
     env = dict(os.environ)
-    done = subprocess.run([script(), "classify", "--checkpoint", tmp_path / "none", "x"],
-                          capture_output=True, text=True, env=env)  # fmt: skip
+    done = subprocess.run(
+        [script(), "classify", "--checkpoint", tmp_path / "none", "x"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and done.stderr.startswith("error:")

@@ -8,7 +8,9 @@ import pytest
 from conftest import SMS
 
 from textlstm import TextlstmError
-from textlstm.data import DataConfig, load_for_eval, load_raw
+from textlstm.config import DataConfig
+from textlstm.data import load_for_eval, load_raw
+from textlstm.task import SingleLabel
 
 ROWS = [("good film", "pos"), ("bad film", "neg"), ("great, loved it", "pos"), ("awful", "neg")]
 
@@ -155,8 +157,8 @@ def test_hub_unreachable_fails_fast_without_offline_switch(monkeypatch):
 
 def test_eval_split_maps_onto_trained_labels(tmp_path):
     write(tmp_path, "test", [("x", "spam"), ("y", "ham")], "csv")
-    ds = load_for_eval(DataConfig(source=str(tmp_path)), "test", ["ham", "spam"])
+    ds = load_for_eval(DataConfig(source=str(tmp_path)), "test", ["ham", "spam"], SingleLabel())
     assert list(ds["label"]) == [1, 0]
     with pytest.raises(TextlstmError, match="does not know: eggs"):
         write(tmp_path, "test", [("x", "eggs")], "csv")
-        load_for_eval(DataConfig(source=str(tmp_path)), "test", ["ham", "spam"])
+        load_for_eval(DataConfig(source=str(tmp_path)), "test", ["ham", "spam"], SingleLabel())

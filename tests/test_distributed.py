@@ -44,10 +44,24 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(small_d
     overrides = [a for item in sets for a in ("--set", item)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "textlstm", "train", "--nproc", "2", "--data", str(small_data),
-         "--out", str(tmp_path / "ddp"), *overrides],
-        capture_output=True, text=True, env=env, timeout=240,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "textlstm",
+            "train",
+            "--nproc",
+            "2",
+            "--data",
+            str(small_data),
+            "--out",
+            str(tmp_path / "ddp"),
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     ddp_dir = tmp_path / "ddp"
     assert "2 processes" in done.stderr and done.stderr.count("effective config") == 1
@@ -63,9 +77,9 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(small_d
     # The bundle has the single-process form, and classify reads it.
     assert weight_shapes(ddp_dir) == weight_shapes(single.run_dir)
     assert not any(key.startswith("module.") for key in weight_shapes(ddp_dir))
-    from textlstm.report import REPORT_EXTRAS
+    from textlstm.checkpoint import REPORT_FILES
 
-    by_cli = {"report.json", "report.md", *REPORT_EXTRAS}  # the CLI's test report
+    by_cli = set(REPORT_FILES)  # the CLI's test report
     ddp_files = {p.name for p in ddp_dir.iterdir()} - by_cli
     assert ddp_files == {p.name for p in single.run_dir.iterdir()}
     ours = Predictor(ddp_dir).probabilities(["free prize call now", "see you at lunch"])

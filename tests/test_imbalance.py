@@ -10,7 +10,8 @@ from conftest import SMS, tiny_config
 from textlstm import TextlstmError, config
 from textlstm.batching import BucketBatchSampler
 from textlstm.cli import main
-from textlstm.imbalance import BalancedBucketSampler, loss_weights, parse_class_weights
+from textlstm.config import parse_class_weights
+from textlstm.imbalance import BalancedBucketSampler, loss_weights
 from textlstm.train import fit
 
 
@@ -44,9 +45,16 @@ def test_loss_weights_balanced_and_length_check():
 def test_wrong_number_of_weights_is_one_cli_error(tmp_path):
     result = CliRunner().invoke(
         main,
-        ["train", "--data", str(SMS), "--set", "train.class_weights=[1,3,5]", "--out",
-         str(tmp_path / "r")],
-    )  # fmt: skip
+        [
+            "train",
+            "--data",
+            str(SMS),
+            "--set",
+            "train.class_weights=[1,3,5]",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
     assert result.exit_code == 1
     assert "error: train.class_weights has 3 weights but the data has 2 classes" in result.output
     assert not (tmp_path / "r" / "config.json").exists()  # failed before writing a bundle

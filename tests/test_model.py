@@ -6,7 +6,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from textlstm.cell import CellLSTM
-from textlstm.model import DenseLSTM, ModelConfig, TextLSTM
+from textlstm.config import ModelConfig
+from textlstm.model import DenseLSTM, TextLSTM
 
 SHAPES = [(1, False, 1), (1, True, 3), (2, True, 7), (3, True, 5), (2, False, 4)]
 

@@ -11,10 +11,13 @@ from conftest import SMS, tiny_config
 
 from textlstm import TextlstmError
 from textlstm.cli import main
-from textlstm.data import DataConfig, load_raw
+from textlstm.config import DataConfig
+from textlstm.data import load_raw
 from textlstm.evaluate import evaluate_split
-from textlstm.multilabel import pick, report, tune_thresholds
+from textlstm.metrics import multi_label_report as report
+from textlstm.metrics import tune_thresholds
 from textlstm.predict import Predictor
+from textlstm.task import MultiLabel
 from textlstm.train import fit
 
 
@@ -22,10 +25,11 @@ def label_sets(frame: pd.DataFrame) -> list[list[str]]:
     """ham/spam, plus has_number if any digit, plus long if over 80 characters."""
     names = json.loads((SMS / "labels.json").read_text())
     return [
-        [names[label]] + (["has_number"] if any(c.isdigit() for c in text) else [])
+        [names[label]]
+        + (["has_number"] if any(c.isdigit() for c in text) else [])
         + (["long"] if len(text) > 80 else [])
         for text, label in zip(frame["text"], frame["label"], strict=True)
-    ]  # fmt: skip
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +72,16 @@ def test_metrics_on_a_hand_case():
     f1 = {"a": 1.0, "b": 2 / 3, "c": 2 / 3}
     assert {n: m["f1"] for n, m in r["per_class"].items()} == pytest.approx(f1)
     assert r["macro_f1"] == pytest.approx(np.mean(list(f1.values())))
-    assert pick(np.array([0.2, 0.9, 0.6]), ["a", "b", "c"], [0.1, 0.5, 0.7]) == [
+    assert MultiLabel([0.1, 0.5, 0.7]).pick(np.array([0.2, 0.9, 0.6]), ["a", "b", "c"]) == [
         ("b", pytest.approx(0.9)),
         ("a", pytest.approx(0.2)),
     ]
 
 
 def test_label_lists_are_detected_and_mapped(multi_sms):
-    cfg = DataConfig(source=str(multi_sms))
-    raw = load_raw(cfg)
-    assert cfg.multi_label and raw.label_names == ["ham", "has_number", "long", "spam"]
+    raw = load_raw(DataConfig(source=str(multi_sms)))
+    assert raw.task.name == "multi_label"
+    assert raw.label_names == ["ham", "has_number", "long", "spam"]
     expected = label_sets(pd.read_parquet(SMS / "train.parquet").head(3))
     rows = raw.splits["train"]["label"][:3]
     assert [[raw.label_names[i] for i, v in enumerate(r) if v] for r in rows] == [
@@ -97,7 +101,7 @@ def test_unknown_label_in_a_list_is_an_error(multi_sms, tmp_path):
 
 def test_tiny_multi_label_model_beats_trivial_predictors(multi_run, multi_sms):
     run = multi_run.run_dir
-    assert json.loads((run / "config.json").read_text())["data"]["multi_label"] is True
+    assert json.loads((run / "config.json").read_text())["task"] == "multi_label"
     thresholds = json.loads((run / "thresholds.json").read_text())
     assert set(thresholds) == set(multi_run.prepared.label_names)
 
@@ -109,8 +113,8 @@ def test_tiny_multi_label_model_beats_trivial_predictors(multi_run, multi_sms):
         tp, fp, fn = (guess & y).sum(), (guess & ~y).sum(), (~guess & y).sum()
         trivial.append(2 * tp / (2 * tp + fp + fn))
     names = multi_run.prepared.label_names
-    result = evaluate_split(multi_run.model, test, names, torch.device("cpu"),
-                            thresholds=[thresholds[n] for n in names])  # fmt: skip
+    task = MultiLabel([thresholds[n] for n in names])
+    result = evaluate_split(multi_run.model, test, names, torch.device("cpu"), task)
     assert result["micro_f1"] > max(trivial) + 0.1, (result["micro_f1"], trivial)
     assert result["per_class"]["spam"]["f1"] > 0.5
 
@@ -123,8 +127,11 @@ def test_classify_returns_every_label_above_its_threshold(multi_run):
     np.testing.assert_allclose(probs, torch_engine.probabilities(texts), atol=1e-5)
     assert not np.allclose(probs.sum(axis=1), 1)  # independent sigmoids, not a softmax
     for row, picks in zip(probs, numpy_engine.classify(texts), strict=True):
-        expected = {n for n, p, t in zip(numpy_engine.labels, row, numpy_engine.thresholds,
-                                         strict=True) if p >= t}  # fmt: skip
+        expected = {
+            n
+            for n, p, t in zip(numpy_engine.labels, row, numpy_engine.task.thresholds, strict=True)
+            if p >= t
+        }
         assert {label for label, _ in picks} == expected
 
     result = CliRunner().invoke(
@@ -142,7 +149,8 @@ def test_evaluate_cli_reports_micro_macro_f1_and_subset_accuracy(multi_run, tmp_
     )
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "report.json").read_text())
-    assert saved["multi_label"] and {"micro_f1", "macro_f1", "subset_accuracy"} <= set(saved)
+    assert saved["task"] == "multi_label"
+    assert {"micro_f1", "macro_f1", "subset_accuracy"} <= set(saved)
     assert "micro-F1" in result.stdout and "threshold" in result.stdout
     assert (out / "report.html").is_file()
 
@@ -155,8 +163,63 @@ def test_evaluate_reads_a_preprocessed_multi_label_folder(multi_run, multi_sms, 
     reports = []
     for source in (multi_sms, pre):  # same texts and label sets, so the same metrics
         out = tmp_path / f"report-{source.name}"
-        args = ["evaluate", "--checkpoint", str(multi_run.run_dir), "--data", str(source),
-                "--report-dir", str(out)]  # fmt: skip
+        args = [
+            "evaluate",
+            "--checkpoint",
+            str(multi_run.run_dir),
+            "--data",
+            str(source),
+            "--report-dir",
+            str(out),
+        ]
         assert runner.invoke(main, args).exit_code == 0
         reports.append(json.loads((out / "report.json").read_text()))
     assert reports[0]["micro_f1"] == reports[1]["micro_f1"] and reports[0]["n"] == 400
+
+
+def test_every_output_path_picks_by_the_tuned_thresholds(multi_run, tmp_path):
+    """classify (text, jsonl, parquet), serve and export all use the per-label cuts."""
+    pytest.importorskip("uvicorn", reason="needs the serve extra")
+    import pyarrow.parquet as pq
+    from test_serve import call, running
+
+    texts = [
+        "WINNER!! call 09061701461 now to claim your prize of 900 pounds cash",
+        "ok",
+        "see you at 5 then, it was a long day at work and I am tired of it all",
+    ]
+    predictor = Predictor(multi_run.run_dir, engine="numpy")
+    expected = [[label for label, _ in picks] for picks in predictor.classify(texts)]
+    assert any(len(e) > 1 for e in expected)  # several labels for one text: not an argmax
+
+    args = ["classify", "--checkpoint", str(multi_run.run_dir), *texts]
+    text = CliRunner().invoke(main, args)
+    assert [line.split("\t")[::2] for line in text.stdout.splitlines()] == expected
+    out = tmp_path / "preds.parquet"
+    assert CliRunner().invoke(main, [*args, "--output", str(out)]).exit_code == 0
+    assert pq.read_table(out)["labels"].to_pylist() == expected
+
+    with running(predictor) as url:
+        status, answer = call(url, "/classify", {"texts": texts})
+    assert status == 200
+    assert [[x["label"] for x in r["labels"]] for r in answer["results"]] == expected
+
+
+def test_export_carries_the_thresholds(multi_run, tmp_path):
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    result = CliRunner().invoke(
+        main,
+        [
+            "export",
+            "--checkpoint",
+            str(multi_run.run_dir),
+            "--format",
+            "onnx",
+            "--out",
+            str(tmp_path / "onnx"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    copied = json.loads((tmp_path / "onnx" / "thresholds.json").read_text())
+    assert copied == json.loads((multi_run.run_dir / "thresholds.json").read_text())
+    assert json.loads((tmp_path / "onnx" / "config.json").read_text())["task"] == "multi_label"

@@ -10,11 +10,13 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from textlstm.model import ModelConfig, TextLSTM  # noqa: E402
+from textlstm.config import ModelConfig  # noqa: E402
+from textlstm.model import TextLSTM  # noqa: E402
 from textlstm.predict import Predictor  # noqa: E402
 
-PROPERTY = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+PROPERTY = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +30,13 @@ def predictor(tmp_path_factory):
     cues = (("good", "p"), ("bad", "n"))
     rows = [(f"{w} film {i % 7}", lb) for i in range(150) for w, lb in cues]
     pd.DataFrame(rows, columns=["text", "label"]).to_csv(folder / "train.csv", index=False)
-    cfg = tiny_config("train.epochs=1", "model.num_layers=1", "model.hidden_dim=8",
-                      "model.emb_dim=8", source=folder)  # fmt: skip
+    cfg = tiny_config(
+        "train.epochs=1",
+        "model.num_layers=1",
+        "model.hidden_dim=8",
+        "model.emb_dim=8",
+        source=folder,
+    )
     run = fit(cfg, tmp_path_factory.mktemp("prop-run") / "run")
     return Predictor(run.run_dir, engine="numpy")
 

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -23,12 +22,21 @@ from conftest import SMS, TINY, tiny_config
 from textlstm import TextlstmError, checkpoint, guards
 from textlstm import train as train_module
 from textlstm.cli import main
-from textlstm.data import DataConfig, load_raw
+from textlstm.config import DataConfig
+from textlstm.data import load_raw
 from textlstm.datachecks import check_utf8
 from textlstm.predict import Predictor
+from textlstm.task import SingleLabel
 
-SMALL = ("model.num_layers=1", "model.emb_dim=8", "model.hidden_dim=8", "train.batch_size=16",
-         "data.min_frequency=1", "train.log_every=5", "train.lr=5e-2")  # fmt: skip
+SMALL = (
+    "model.num_layers=1",
+    "model.emb_dim=8",
+    "model.hidden_dim=8",
+    "train.batch_size=16",
+    "data.min_frequency=1",
+    "train.log_every=5",
+    "train.lr=5e-2",
+)
 
 
 def run(*args, input=None):
@@ -78,11 +86,11 @@ def small_run(small_data, tmp_path_factory):
 CRASH_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    from textlstm import checkpoint
+    from textlstm import files
     from textlstm.cli import main
 
     TARGET, NTH = sys.argv[1], int(sys.argv[2])
-    real_write, real_fdopen = checkpoint.atomic_write, os.fdopen
+    real_write, real_fdopen = files.atomic_write, os.fdopen
     state = {"target": None, "count": 0}
 
     def tracking_write(path, data):  # the real atomic_write, remembering its target
@@ -111,7 +119,7 @@ CRASH_SCRIPT = textwrap.dedent(
         crash = state["target"] == TARGET and state["count"] == NTH
         return DiesMidWrite(f) if crash else f
 
-    checkpoint.atomic_write, os.fdopen = tracking_write, fdopen
+    files.atomic_write, os.fdopen = tracking_write, fdopen
     sys.argv = ["textlstm", "train", *sys.argv[3:]]
     main()
     """
@@ -125,8 +133,12 @@ def crash_during_save(tmp_path, data, target, nth):
         args += ["--set", item]
     script = tmp_path / "crash.py"
     script.write_text(CRASH_SCRIPT)
-    done = subprocess.run([sys.executable, script, target, str(nth), *map(str, args)],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, script, target, str(nth), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == -9, done.stderr  # killed by SIGKILL, as `kill -9` would
     assert list(run_dir.glob(f".{target}.*.tmp")), "the crash left its half-written temp file"
     return run_dir
@@ -150,8 +162,9 @@ def test_kill_9_while_writing_train_state_then_resume(tmp_path, small_data):
     run_dir = crash_during_save(tmp_path, small_data, "train_state.pt", 2)
     assert checkpoint.load_train_state(run_dir)["epoch"] == 1  # the previous state, whole
     Predictor(run_dir).probabilities(["great"])  # the bundle classifies too
-    cfg = small_config(small_data, "train.epochs=2", "model.hidden_dim=16", "train.lr=1e-2",
-                       "train.metric=loss")  # fmt: skip
+    cfg = small_config(
+        small_data, "train.epochs=2", "model.hidden_dim=16", "train.lr=1e-2", "train.metric=loss"
+    )
     train_module.fit(cfg, run_dir, resume=True)
     assert checkpoint.load_train_state(run_dir)["epoch"] == 2
     assert not list(run_dir.glob(".*.tmp"))  # the next run removed the stale temp file
@@ -267,8 +280,9 @@ def test_fused_adamw_skips_a_flagged_step_entirely():
         optimizer.zero_grad()
         loss.backward()
         before = [p.detach().clone() for p in model.parameters()]
-        moments = [optimizer.state[p].get("exp_avg", torch.zeros(())).clone()
-                   for p in model.parameters()]  # fmt: skip
+        moments = [
+            optimizer.state[p].get("exp_avg", torch.zeros(())).clone() for p in model.parameters()
+        ]
         keep = guard.check(optimizer, loss.detach(), guards.grad_norm(model.parameters(), 1.0), 4)
         optimizer.step()
         assert keep.item() == (0.0 if poison else 1.0)
@@ -281,14 +295,14 @@ def test_fused_adamw_skips_a_flagged_step_entirely():
 
 def poison_loss(monkeypatch, bad_call):
     """Make the training loss NaN on the calls for which `bad_call(i)` is true."""
-    real, calls = torch.nn.functional.cross_entropy, {"n": 0}
+    real, calls = SingleLabel.loss, {"n": 0}
 
-    def cross_entropy(*args, **kwargs):
+    def loss(*args, **kwargs):
         calls["n"] += 1
-        loss = real(*args, **kwargs)
-        return loss * float("nan") if bad_call(calls["n"]) else loss
+        value = real(*args, **kwargs)
+        return value * float("nan") if bad_call(calls["n"]) else value
 
-    monkeypatch.setattr(train_module, "F", SimpleNamespace(cross_entropy=cross_entropy))
+    monkeypatch.setattr(SingleLabel, "loss", loss)
     return calls
 
 
@@ -340,8 +354,14 @@ def test_oom_in_evaluation_names_eval_batch_size(small_run, monkeypatch):
     monkeypatch.setattr(small_run.model, "forward", raise_oom)
     split = small_run.prepared.splits["validation"].select(range(8))
     with pytest.raises(TextlstmError, match=r"train.eval_batch_size \(now 64\)"):
-        evaluate_split(small_run.model, split, small_run.prepared.label_names, torch.device("cpu"),
-                       batch_size=64)  # fmt: skip
+        evaluate_split(
+            small_run.model,
+            split,
+            small_run.prepared.label_names,
+            torch.device("cpu"),
+            small_run.prepared.task,
+            batch_size=64,
+        )
 
 
 # -- determinism ----------------------------------------------------------------------------
@@ -459,8 +479,9 @@ def test_classify_odd_inputs(small_run, engine):
 
 def test_classify_odd_inputs_through_the_cli(small_run):
     texts = [t for k, t in ODD_TEXTS.items() if k != "long"]
-    result = run("classify", "--checkpoint", small_run.run_dir, "--format", "jsonl", "-k", 9,
-                 *texts)  # fmt: skip
+    result = run(
+        "classify", "--checkpoint", small_run.run_dir, "--format", "jsonl", "-k", 9, *texts
+    )
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["text"] for r in records] == texts

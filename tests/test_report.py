@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from textlstm.cli import main
-from textlstm.report import PLOTS_HINT, calibration, confidently_wrong
+from textlstm.metrics import calibration, confidently_wrong
+from textlstm.report import PLOTS_HINT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

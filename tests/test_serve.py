@@ -1,5 +1,6 @@
 """`textlstm serve`: a real uvicorn server on 127.0.0.1, hit by concurrent clients."""
 
+import contextlib
 import json
 import socket
 import threading
@@ -23,14 +24,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_run):
-    from textlstm.predict import Predictor
+@contextlib.contextmanager
+def running(predictor, **limits):
+    """A real uvicorn server for `predictor` on a free local port; yields its URL."""
     from textlstm.serve import create_app
 
-    predictor = Predictor(tiny_run.run_dir, engine="numpy")
-    # A long gathering window makes merging of concurrent requests certain on a slow CI box.
-    app = create_app(predictor, max_texts=8, max_chars=500, max_body=20_000, batch_wait_ms=50)
+    app = create_app(predictor, **limits)
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -39,9 +38,22 @@ def server(tiny_run):
     while not srv.started:
         assert time.time() < deadline and thread.is_alive(), "server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", predictor
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run):
+    from textlstm.predict import Predictor
+
+    predictor = Predictor(tiny_run.run_dir, engine="numpy")
+    # A long gathering window makes merging of concurrent requests certain on a slow CI box.
+    limits = dict(max_texts=8, max_chars=500, max_body=20_000, batch_wait_ms=50)
+    with running(predictor, **limits) as url:
+        yield url, predictor
 
 
 def call(url, path, body=None, raw=None):

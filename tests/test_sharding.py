@@ -25,8 +25,9 @@ def shards(lengths, world, epoch=0, skip=0, **kw):
     pool_batches=st.integers(1, 5),
     epoch=st.integers(0, 3),
 )
-def test_every_index_once_and_equal_batch_counts(lengths, batch_size, world, max_tokens,
-                                                 pool_batches, epoch):  # fmt: skip
+def test_every_index_once_and_equal_batch_counts(
+    lengths, batch_size, world, max_tokens, pool_batches, epoch
+):
     kw = dict(batch_size=batch_size, max_tokens=max_tokens, pool_batches=pool_batches, seed=7)
     if len(lengths) < world:
         with pytest.raises(TextlstmError):

@@ -54,7 +54,7 @@ def test_textbook_pads_or_cuts_to_fixed_length():
 def test_ceiling_replays_the_product_batch_shapes():
     from speed_rows import Ceiling, product_shapes
 
-    from textlstm.model import ModelConfig
+    from textlstm.config import ModelConfig
 
     cfg = tiny_config("train.pad_multiple=8", "train.max_tokens=256", "train.batch_size=16")
     lengths = np.random.default_rng(0).integers(1, 60, size=100)

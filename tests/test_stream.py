@@ -53,13 +53,24 @@ def write_inputs(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["txt", "jsonl", "parquet"])
-def test_each_input_type_streams_to_jsonl_in_order(tiny_run, expected, tmp_path, small_chunks,
-                                                   kind):  # fmt: skip
+def test_each_input_type_streams_to_jsonl_in_order(
+    tiny_run, expected, tmp_path, small_chunks, kind
+):
     path = dict(zip(["txt", "jsonl", "parquet"], write_inputs(tmp_path), strict=True))[kind]
     out = tmp_path / "preds.jsonl"
     column = [] if kind == "txt" else ["--text-column", "body"]
-    result = run("classify", "--checkpoint", tiny_run.run_dir, "--file", path, *column,
-                 "--output", out, "-k", 2)  # fmt: skip
+    result = run(
+        "classify",
+        "--checkpoint",
+        tiny_run.run_dir,
+        "--file",
+        path,
+        *column,
+        "--output",
+        out,
+        "-k",
+        2,
+    )
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["index"] for r in records] == list(range(len(TEXTS)))
@@ -72,29 +83,40 @@ def test_each_input_type_streams_to_jsonl_in_order(tiny_run, expected, tmp_path,
     assert records[2]["empty"] is True
 
 
-def test_parquet_output_has_index_label_and_every_class(tiny_run, expected, tmp_path,
-                                                        small_chunks):  # fmt: skip
+def test_parquet_output_has_index_label_and_every_class(tiny_run, expected, tmp_path, small_chunks):
     txt, _, parquet = write_inputs(tmp_path)
     out = tmp_path / "preds.parquet"
-    result = run("classify", "--checkpoint", tiny_run.run_dir, "--file", parquet,
-                 "--text-column", "body", "--output", out)  # fmt: skip
+    result = run(
+        "classify",
+        "--checkpoint",
+        tiny_run.run_dir,
+        "--file",
+        parquet,
+        "--text-column",
+        "body",
+        "--output",
+        out,
+    )
     assert result.exit_code == 0, result.output
     table = pq.read_table(out)
     labels = Predictor(tiny_run.run_dir).labels
-    assert table.column_names == ["index", "label", "probability"] + [f"prob_{x}" for x in labels]
+    columns = ["index", "label", "probability", "labels"] + [f"prob_{x}" for x in labels]
+    assert table.column_names == columns
     assert table.num_rows == len(TEXTS) and pq.ParquetFile(out).num_row_groups == 3  # 4+4+2
     assert table["index"].to_pylist() == list(range(len(TEXTS)))
     probs = np.stack([table[f"prob_{x}"].to_numpy() for x in labels], axis=1)
     np.testing.assert_allclose(probs, expected, atol=1e-5)
     assert table["label"].to_pylist() == [labels[i] for i in expected.argmax(axis=1)]
+    assert table["labels"].to_pylist() == [[labels[i]] for i in expected.argmax(axis=1)]
     assert not list(tmp_path.glob(".preds.parquet.*"))  # the temporary file was renamed
 
 
 def test_parquet_threshold_leaves_label_empty(tiny_run, tmp_path):
     txt, _, _ = write_inputs(tmp_path)
     out = tmp_path / "preds.parquet"
-    result = run("classify", "--checkpoint", tiny_run.run_dir, "--file", txt, "-o", out,
-                 "--threshold", 1.0)  # fmt: skip
+    result = run(
+        "classify", "--checkpoint", tiny_run.run_dir, "--file", txt, "-o", out, "--threshold", 1.0
+    )
     assert result.exit_code == 0, result.output
     assert pq.read_table(out)["label"].to_pylist() == [None] * len(TEXTS)
 

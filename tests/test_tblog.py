@@ -24,8 +24,9 @@ def small_sms(tmp_path):
 
 def test_tensorboard_event_files_hold_loss_lr_and_val_metrics(small_sms, tmp_path):
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
-    cfg = tiny_config("train.tensorboard=true", "train.log_every=3", "train.test=false",
-                      source=small_sms)  # fmt: skip
+    cfg = tiny_config(
+        "train.tensorboard=true", "train.log_every=3", "train.test=false", source=small_sms
+    )
     run_dir = tmp_path / "run"
     fit(cfg, run_dir)
     events = list((run_dir / "tb").glob("events.out.tfevents.*"))

@@ -5,7 +5,7 @@ import time
 import pytest
 from datasets import Dataset
 
-from textlstm.data import DataConfig
+from textlstm.config import DataConfig
 from textlstm.tokenizer import PAD_ID, UNK_ID, encode, train_tokenizer
 
 TEXTS = ["The film was great", "the film was awful", "Great acting, awful plot!"] * 20

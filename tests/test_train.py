@@ -23,17 +23,22 @@ def test_tiny_model_beats_the_majority_class_on_sms_test(tiny_run):
     labels = np.asarray(test["label"])
     majority = np.bincount(labels).max() / len(labels)  # 86.6%: always "ham"
     report = evaluate_split(
-        tiny_run.model, test, tiny_run.prepared.label_names, torch.device("cpu")
+        tiny_run.model,
+        test,
+        tiny_run.prepared.label_names,
+        torch.device("cpu"),
+        tiny_run.prepared.task,
     )
     assert report["accuracy"] > majority + 0.03
     assert report["per_class"]["spam"]["recall"] > 0.5
 
 
-def test_bundle_is_complete_and_latest_points_to_it(tiny_run):
+def test_bundle_is_complete_and_nothing_is_written_beside_it(tiny_run):
     run = tiny_run.run_dir
     for name in checkpoint.BUNDLE_FILES + ("metrics.json", "train_state.pt", "metrics.jsonl"):
         assert (run / name).is_file(), name
-    assert (run.parent / "latest").resolve() == run.resolve()
+    # a run in a folder the user named leaves that folder's parent alone: no `latest` there
+    assert sorted(p.name for p in run.parent.iterdir()) == [run.name]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     config = json.loads((run / "config.json").read_text())
@@ -71,8 +76,9 @@ def test_sigint_mid_epoch_then_resume_ends_with_the_same_weights(tmp_path):
     # The same intra-op thread count as the straight run in this process: oneDNN's LSTM
     # sums in a thread-dependent order, and the weights are compared to 1e-6.
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     deadline = time.time() + 600  # a loaded shared CI machine can take minutes per epoch
     while not (run_dir / "metrics.jsonl").is_file() and time.time() < deadline:
         time.sleep(0.02)
@@ -88,14 +94,18 @@ def test_sigint_mid_epoch_then_resume_ends_with_the_same_weights(tmp_path):
     resumed = fit(tiny_config(*extra), run_dir, resume=True)
     state_a = checkpoint.load_train_state(straight.run_dir)
     state_b = checkpoint.load_train_state(run_dir)
-    pairs = [(state_a["model"], state_b["model"]),
-             (state_a["average"]["model"], state_b["average"]["model"])]  # fmt: skip
+    pairs = [
+        (state_a["model"], state_b["model"]),
+        (state_a["average"]["model"], state_b["average"]["model"]),
+    ]
     for final_a, final_b in pairs:
         for name, value in final_a.items():
             torch.testing.assert_close(final_b[name], value, atol=1e-6, rtol=0)
-    assert resumed.best == straight.best | {"epoch_s": resumed.best["epoch_s"],
-                                            "tokens_per_s": resumed.best["tokens_per_s"],
-                                            "train_loss": resumed.best["train_loss"]}  # fmt: skip
+    assert resumed.best == straight.best | {
+        "epoch_s": resumed.best["epoch_s"],
+        "tokens_per_s": resumed.best["tokens_per_s"],
+        "train_loss": resumed.best["train_loss"],
+    }
 
 
 def test_weight_average_follows_the_ema_recurrence():
@@ -124,7 +134,9 @@ def test_ema_run_validates_and_ships_the_average(tmp_path):
     state = checkpoint.load_train_state(result.run_dir)
     bundle, _, _ = checkpoint.load_model(result.run_dir)
     val = result.prepared.splits["validation"]
-    report = evaluate_split(bundle, val, result.prepared.label_names, torch.device("cpu"))
+    report = evaluate_split(
+        bundle, val, result.prepared.label_names, torch.device("cpu"), result.prepared.task
+    )
     assert report["loss"] == pytest.approx(result.best["val_loss"], abs=1e-6)
     if result.best["epoch"] == 2:  # the last epoch's average is the one training ended with
         for name, value in bundle.state_dict().items():

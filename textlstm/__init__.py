@@ -1,7 +1,7 @@
 """textlstm: text classification with a bidirectional multi-layer LSTM.
 
 Importing the package is cheap on purpose (no torch, no datasets): the CLI's `--help`
-and `classify` stay fast. Each stage lives in its own module; see DESIGN.md.
+and `classify` stay fast. Each stage lives in its own module: README.md, "Layout", maps them.
 """
 
 __version__ = "0.1.0"

@@ -21,72 +21,47 @@ bundles without it.
 import datetime
 import json
 import os
-import tempfile
 from pathlib import Path
 
-from textlstm import FORMAT_VERSION, TextlstmError, __version__
+from textlstm import FORMAT_VERSION, TextlstmError, __version__, distributed, files
 
+# The layout of a run folder; other modules import these names instead of spelling them.
 BUNDLE_FILES = ("model.safetensors", "config.json", "tokenizer.json", "labels.json")
+THRESHOLDS_FILE = "thresholds.json"  # multi-label runs: per-label cuts (task.py)
+REPORT_FILES = (
+    "report.json",
+    "report.md",
+    "report.html",
+    "confusion_matrix.png",
+    "reliability.png",
+    "training_curves.png",
+)
+# What a run writes after its start: a fresh run into an old folder removes these first.
+RUN_OUTPUTS = (
+    "model.safetensors",
+    "metrics.json",
+    "metrics.jsonl",
+    "train_state.pt",
+    THRESHOLDS_FILE,
+    *REPORT_FILES,
+)
 DEFAULT_ROOT = Path("checkpoints")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old or the new file, whole."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise TextlstmError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # disk full, quota, I/O error: the old file is intact
-            raise TextlstmError(
-                f"could not write {path} ({exc.strerror or exc}); the previous version of "
-                "the file is unchanged"
-            ) from exc
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory; the file itself is synced
-
-
-def remove_stale_temps(run_dir: Path) -> list[Path]:
-    """Delete temp files a killed process left behind (`kill -9` cannot clean up)."""
-    stale = sorted(Path(run_dir).glob(".*.tmp"))
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
 
 
 def save_weights(path: Path, state_dict) -> None:
     from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    atomic_write(path, save(tensors, metadata={"format": "pt"}))
+    files.atomic_write(path, save(tensors, metadata={"format": "pt"}))
 
 
 def start_bundle(run_dir: Path, config: dict, tokenizer, label_names) -> None:
     """Write what a run knows before training: config, tokenizer, labels."""
     run_dir = Path(run_dir)
-    remove_stale_temps(run_dir)  # one run writes a folder at a time
-    atomic_write(run_dir / "tokenizer.json", tokenizer.to_str().encode())
-    write_json(run_dir / "labels.json", list(label_names))
-    write_json(run_dir / "config.json", config)
+    files.remove_stale_temps(run_dir)  # one run writes a folder at a time
+    files.atomic_write(run_dir / "tokenizer.json", tokenizer.to_str().encode())
+    files.write_json(run_dir / "labels.json", list(label_names))
+    files.write_json(run_dir / "config.json", config)
 
 
 def open_run_dir(run_dir: Path | None, source: str, resume: bool, overwrite: bool) -> Path:
@@ -96,9 +71,6 @@ def open_run_dir(run_dir: Path | None, source: str, resume: bool, overwrite: boo
     Under torchrun every rank checks it can write; rank 0 alone deletes (after a barrier,
     so no rank is still looking).
     """
-    from textlstm import distributed, multilabel
-    from textlstm.report import REPORT_EXTRAS
-
     if not run_dir:
         name = Path(source.rstrip("/")).name.replace(":", "-") or "run"
         run_dir = DEFAULT_ROOT / f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
@@ -117,9 +89,7 @@ def open_run_dir(run_dir: Path | None, source: str, resume: bool, overwrite: boo
         raise TextlstmError(f"cannot write to {run_dir}: {exc.strerror or exc}") from exc
     distributed.barrier()  # every rank has checked before rank 0 deletes anything
     if not resume and distributed.is_main():  # nothing of an older run may survive
-        for old in ("model.safetensors", "metrics.json", "metrics.jsonl", "train_state.pt",
-                    "report.json", "report.md", *REPORT_EXTRAS,
-                    multilabel.THRESHOLDS_FILE):  # fmt: skip
+        for old in RUN_OUTPUTS:
             (run_dir / old).unlink(missing_ok=True)
     return run_dir
 
@@ -127,15 +97,16 @@ def open_run_dir(run_dir: Path | None, source: str, resume: bool, overwrite: boo
 def save_best(run_dir: Path, model, metrics: dict) -> None:
     """The best epoch so far: its weights, then the metrics that describe them."""
     save_weights(Path(run_dir) / "model.safetensors", model.state_dict())
-    write_json(Path(run_dir) / "metrics.json", metrics)
+    files.write_json(Path(run_dir) / "metrics.json", metrics)
 
 
-def bundle_config(data, model, train, vocab_size: int, label_names) -> dict:
+def bundle_config(data, model, train, vocab_size: int, label_names, task: str) -> dict:
     from dataclasses import asdict
 
     return {
         "format_version": FORMAT_VERSION,
         "textlstm_version": __version__,
+        "task": task,  # "single_label" | "multi_label" (task.py)
         "vocab_size": vocab_size,
         "num_classes": len(label_names),
         "data": asdict(data),
@@ -237,9 +208,13 @@ def load_tokenizer(run_dir: Path):
         raise TextlstmError(f"{run_dir}/tokenizer.json is unreadable ({exc})") from exc
 
 
-def point_latest(run_dir: Path) -> None:
-    """Make `<run_dir's parent>/latest` name `run_dir`, atomically."""
+def point_latest(run_dir: Path) -> Path | None:
+    """Make `checkpoints/latest` name `run_dir`, atomically, when the run lies in the default
+    root; returns the link, or None for a run elsewhere (a folder the user named is never
+    given files the user did not ask for)."""
     run_dir = Path(run_dir).resolve()
+    if run_dir.parent != DEFAULT_ROOT.resolve():
+        return None
     latest = run_dir.parent / "latest"
     tmp = run_dir.parent / f".latest.{os.getpid()}.tmp"
     try:
@@ -251,6 +226,7 @@ def point_latest(run_dir: Path) -> None:
         tmp.unlink()
         raise TextlstmError(f"{latest} is a real directory; cannot point it at {run_dir}")
     os.replace(tmp, latest)
+    return latest
 
 
 def save_train_state(run_dir: Path, state: dict) -> None:
@@ -260,7 +236,7 @@ def save_train_state(run_dir: Path, state: dict) -> None:
 
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write(Path(run_dir) / "train_state.pt", buffer.getvalue())
+    files.atomic_write(Path(run_dir) / "train_state.pt", buffer.getvalue())
 
 
 def load_train_state(run_dir: Path) -> dict:
@@ -288,4 +264,4 @@ def keep_metrics_rows(run_dir: Path, epochs: int) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epochs]
     if len(kept) != len(lines):
-        atomic_write(path, "".join(line + "\n" for line in kept).encode("utf-8"))
+        files.atomic_write(path, "".join(line + "\n" for line in kept).encode("utf-8"))

@@ -5,7 +5,6 @@ instant and `classify` (numpy engine) never pays for torch. Errors a user can ca
 with one `error:` line on stderr and exit status 1.
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -109,15 +108,31 @@ def preprocess(source, text_column, label_column, config_file, overrides, out, s
 @click.option("--resume", type=click.Path(), help="Continue the run saved in this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run already in --out.")
 @click.option("--report-dir", help="Where to write the test report (default: the run folder).")
-@click.option("--deterministic", is_flag=True,
-              help="Deterministic GPU kernels where they exist (train.deterministic).")  # fmt: skip
-@click.option("--nproc", type=click.IntRange(min=1),
-              help="Train with N processes (DDP) on this machine via torchrun; "
-              "batch sizes are per process.")  # fmt: skip
+@click.option(
+    "--deterministic",
+    is_flag=True,
+    help="Deterministic GPU kernels where they exist (train.deterministic).",
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    help="Train with N processes (DDP) on this machine via torchrun; batch sizes are per process.",
+)
 def train(
-    source, text_column, label_column, config_file, overrides, out, device, seed, resume,
-    overwrite, report_dir, deterministic, nproc,
-):  # fmt: skip
+    source,
+    text_column,
+    label_column,
+    config_file,
+    overrides,
+    out,
+    device,
+    seed,
+    resume,
+    overwrite,
+    report_dir,
+    deterministic,
+    nproc,
+):
     """Train a classifier; ends with the test-split report and the checkpoint path.
 
     \b
@@ -127,61 +142,82 @@ def train(
         from textlstm.launch import launch_torchrun
 
         sys.exit(launch_torchrun(nproc, click.get_current_context()))
-    from textlstm import checkpoint, config, distributed
+    from textlstm import distributed
     from textlstm.train import Interrupted, fit
 
-    if resume:
-        run_dir = Path(resume)
-        saved = checkpoint.read_config(run_dir)
-        cfg = config.from_dict(saved)
-        for item in overrides:  # e.g. --set train.epochs=20 to extend a run
-            config.apply(cfg, *config.split_override(item))
-        if config_file or source or text_column or label_column or seed is not None:
-            raise TextlstmError("--resume continues a run with its own config and data; "
-                                "only --set, --device and --report-dir may change")  # fmt: skip
-    else:
-        run_dir = Path(out) if out else None
-        cfg = build_config(config_file, overrides, source, text_column, label_column, seed)
-    if device:
-        cfg.train.device = device
-    if deterministic:
-        cfg.train.deterministic = True
-    cfg.model.check()
-    cfg.train.check()
+    cfg = train_config(resume, config_file, overrides, source, text_column, label_column, seed)
+    cfg.train.device = device or cfg.train.device
+    cfg.train.deterministic = deterministic or cfg.train.deterministic
+    cfg.check()
     main_rank = distributed.is_main()  # under torchrun, rank 0 alone prints and reports
     if main_rank:
         click.echo(f"textlstm {__version__}: effective config\n{cfg.describe()}", err=True)
     try:
-        result = fit(cfg, run_dir, resume=bool(resume), overwrite=overwrite)
+        result = fit(cfg, Path(resume or out) if resume or out else None, bool(resume), overwrite)
     except Interrupted as stop:
-        if not main_rank:
-            sys.exit(stop.exit_code)
-        click.echo(
-            f"stopped by signal {stop.signum}; state saved. Resume with:\n"
-            f"  textlstm train --resume {stop.run_dir}",
-            err=True,
-        )
+        if main_rank:
+            click.echo(
+                f"stopped by signal {stop.signum}; state saved. Resume with:\n"
+                f"  textlstm train --resume {stop.run_dir}",
+                err=True,
+            )
         sys.exit(stop.exit_code)
-    if not main_rank:
-        return
-    splits = result.prepared.splits
-    split = "test" if "test" in splits and cfg.train.test else "validation"
-    if split == "validation":
-        click.echo("note: no test split (or train.test=false): reporting on validation", err=True)
-    report_for(result.model, splits[split], result.prepared.label_names, split, result.run_dir,
-               cfg.data.source, report_dir, cfg.train)  # fmt: skip
-    latest = result.run_dir.parent / "latest"
-    click.echo(f"checkpoint: {result.run_dir}  ({latest} points here)")
+    if main_rank:
+        splits = result.prepared.splits
+        split = "test" if "test" in splits and cfg.train.test else "validation"
+        if split == "validation":
+            click.echo(
+                "note: no test split (or train.test=false): reporting on validation", err=True
+            )
+        report_for(
+            result.model,
+            splits[split],
+            result.prepared.label_names,
+            result.prepared.task,
+            split,
+            result.run_dir,
+            cfg.data.source,
+            report_dir,
+            cfg.train,
+        )
+        click.echo(where_is(result.run_dir))
 
 
-def report_for(model, split_data, label_names, split, run_dir, source, report_dir, tc):
+def train_config(resume, config_file, overrides, source, text_column, label_column, seed):
+    """A new run's config from its options, or a resumed run's own (only --set may change)."""
+    if not resume:
+        return build_config(config_file, overrides, source, text_column, label_column, seed)
+    from textlstm import checkpoint, config
+
+    if config_file or source or text_column or label_column or seed is not None:
+        raise TextlstmError(
+            "--resume continues a run with its own config and data; "
+            "only --set, --device and --report-dir may change"
+        )
+    cfg = config.from_dict(checkpoint.read_config(Path(resume)))
+    for item in overrides:  # e.g. --set train.epochs=20 to extend a run
+        config.apply(cfg, *config.split_override(item))
+    return cfg
+
+
+def where_is(run_dir: Path) -> str:
+    """The last line of a training run: where the checkpoint is and how to use it."""
+    from textlstm.checkpoint import DEFAULT_ROOT
+
+    latest = DEFAULT_ROOT / "latest"
+    if latest.resolve() == run_dir.resolve():
+        return f"checkpoint: {run_dir}  ({latest} points here)"
+    return f"checkpoint: {run_dir}  (use it with --checkpoint {run_dir})"
+
+
+def report_for(model, split_data, label_names, task, split, run_dir, source, report_dir, tc):
     from textlstm.evaluate import evaluate_split, format_report, write_report
-    from textlstm.multilabel import read_thresholds
 
     device = next(model.parameters()).device
-    thresholds = read_thresholds(run_dir, label_names)  # used by multi-label runs only
-    report = evaluate_split(model, split_data, label_names, device, tc.eval_batch_size,
-                            tc.precision, examples=10, thresholds=thresholds)  # fmt: skip
+    task = task.load(run_dir, label_names)  # multi-label: the tuned thresholds
+    report = evaluate_split(
+        model, split_data, label_names, device, task, tc.eval_batch_size, tc.precision, examples=10
+    )
     report.update(split=split, checkpoint=str(run_dir), data=str(source))
     paths = write_report(report, Path(report_dir) if report_dir else run_dir)
     click.echo(format_report(report))
@@ -202,21 +238,23 @@ def report_for(model, split_data, label_names, split, run_dir, source, report_di
 def evaluate(checkpoint, source, text_column, label_column, split, report_dir, device, rnn):
     """Report accuracy, macro-F1, per-class metrics and confusion matrix on a split."""
     from textlstm import checkpoint as ckpt
-    from textlstm.data import DataConfig, load_for_eval
+    from textlstm import config
+    from textlstm.data import load_for_eval
+    from textlstm.task import task_of
     from textlstm.tokenizer import tokenize_splits
-    from textlstm.train import TrainConfig, pick_device
+    from textlstm.train import pick_device
 
     run_dir = ckpt.resolve(checkpoint)
-    model, config, labels = ckpt.load_model(run_dir, pick_device(device), rnn)
-    data = DataConfig(**config["data"])
-    for key, value in (("source", source), ("text_column", text_column),
-                       ("label_column", label_column)):  # fmt: skip
-        if value is not None:
-            setattr(data, key, value)
-    split_data = load_for_eval(data, split, labels)
-    tokenized = tokenize_splits(split_data, ckpt.load_tokenizer(run_dir), data)
-    tc = TrainConfig(**config["train"])
-    report_for(model, tokenized, labels, split, run_dir, data.source, report_dir, tc)
+    model, saved, labels = ckpt.load_model(run_dir, pick_device(device), rnn)
+    cfg, task = config.from_dict(saved), task_of(saved)
+    cfg.data.source = source or cfg.data.source
+    cfg.data.text_column = text_column or cfg.data.text_column
+    cfg.data.label_column = label_column or cfg.data.label_column
+    split_data = load_for_eval(cfg.data, split, labels, task)
+    tokenized = tokenize_splits(split_data, ckpt.load_tokenizer(run_dir), cfg.data)
+    report_for(
+        model, tokenized, labels, task, split, run_dir, cfg.data.source, report_dir, cfg.train
+    )
 
 
 @main.command(context_settings=CONTEXT)
@@ -227,28 +265,53 @@ def evaluate(checkpoint, source, text_column, label_column, split, report_dir, d
     "file",
     help="Texts to classify: .txt (one per line), .jsonl or .parquet; - reads stdin.",
 )
-@click.option("--top-k", "-k", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Labels per text (capped at the number of classes).")  # fmt: skip
-@click.option("--threshold", "-t", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Only show labels with at least this probability.")  # fmt: skip
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl", "parquet"]),
-              help="Output format (default: from the --output suffix .jsonl/.json/.parquet, "
-              "else text).")  # fmt: skip
+@click.option(
+    "--top-k",
+    "-k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Labels per text (capped at the number of classes).",
+)
+@click.option(
+    "--threshold",
+    "-t",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Only show labels with at least this probability.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "jsonl", "parquet"]),
+    help="Output format (default: from the --output suffix .jsonl/.json/.parquet, else text).",
+)
 @click.option("--output", "-o", type=click.Path(), help="Write here instead of stdout.")
-@click.option("--text-column", default="text", show_default=True,
-              help="Field holding the text in a .jsonl or .parquet --file.")  # fmt: skip
-@click.option("--engine", type=click.Choice(["auto", "numpy", "torch"]), default="auto",
-              show_default=True, help="auto: numpy on CPU (fast start), torch on GPU.")  # fmt: skip
+@click.option(
+    "--text-column",
+    default="text",
+    show_default=True,
+    help="Field holding the text in a .jsonl or .parquet --file.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "numpy", "torch"]),
+    default="auto",
+    show_default=True,
+    help="auto: numpy on CPU (fast start), torch on GPU.",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-def classify(texts, checkpoint, file, top_k, threshold, fmt, output, text_column, engine, device,
-             batch_size):  # fmt: skip
+def classify(
+    texts, checkpoint, file, top_k, threshold, fmt, output, text_column, engine, device, batch_size
+):
     """Classify raw texts: arguments, --file PATH, or - for stdin (one text per line).
 
     \b
     --file may be .txt (one text per line), .jsonl or .parquet (--text-column); it is
     streamed in chunks of 4,096 texts, so memory stays flat for any file size.
-    --output preds.parquet writes index, label, probability and prob_<label> columns.
+    --output preds.parquet writes index, label, probability, labels and prob_<label> columns.
     Empty or whitespace-only texts are classified as a single unknown token
     (the model's prior); a warning names them, and JSON output marks "empty": true.
     """
@@ -263,72 +326,12 @@ def classify(texts, checkpoint, file, top_k, threshold, fmt, output, text_column
     from textlstm.predict import Predictor
 
     fmt = stream.output_format(output, fmt)
-    if fmt == "parquet" and not output:
-        raise TextlstmError("parquet output needs --output FILE.parquet")
-    if file and texts:
-        raise TextlstmError("give texts as arguments or with --file, not both")
-    if texts == ("-",):
-        file = "-"
-    if file:
-        source = stream.read_chunks(file, text_column, stream.CHUNK)
-        total = stream.count_rows(file)
-    elif texts:
-        source, total = stream.batched(texts, stream.CHUNK), len(texts)
-    else:
-        raise TextlstmError('nothing to classify: give TEXT arguments, --file PATH, or "-" '
-                            "for standard input")  # fmt: skip
+    chunks, total = stream.open_input(texts, file, text_column)
     predictor = Predictor(checkpoint, engine, device)
-    bar = stream.progress(total, enabled=bool(file))  # not for a few texts on the command line
-
-    def predicted():
-        """(position of the chunk's first text, texts, probabilities) per chunk."""
-        start = 0
-        for chunk in source:
-            probs = predictor.probabilities(chunk, batch_size)
-            for number, text in enumerate(chunk, start + 1):
-                if not text.strip():
-                    click.echo(f"warning: text {number} is empty; classified as unknown input",
-                               err=True)  # fmt: skip
-            yield start, chunk, probs
-            start += len(chunk)
-            bar.update(len(chunk))
-
-    if fmt == "parquet":
-        try:
-            sink, ok = stream.ParquetOutput(output, predictor.labels), False
-        except OSError as exc:
-            raise TextlstmError(f"cannot write {output}: {exc.strerror or exc}") from exc
-        try:
-            for start, _, probs in predicted():
-                sink.write(start, probs, threshold)
-            ok = True
-        finally:
-            sink.close(ok)
-            bar.close()
-        return
-    try:
-        out = click.open_file(output or "-", "w", encoding="utf-8", atomic=bool(output))
-    except OSError as exc:  # missing folder, no permission, read-only disk
-        raise TextlstmError(f"cannot write {output}: {exc.strerror or exc}") from exc
-    with out:
-        if fmt == "json":
-            out.write("[")
-        for start, chunk, probs in predicted():
-            for index, (text, row) in enumerate(zip(chunk, probs, strict=True), start):
-                picks = predictor.pick(row, top_k, threshold)
-                if fmt == "text":
-                    out.write("\t".join(f"{label}\t{p:.4f}" for label, p in picks) + "\n")
-                    continue
-                record = {"index": index, "text": text,
-                          "labels": [{"label": lb, "probability": round(p, 6)}
-                                     for lb, p in picks]}  # fmt: skip
-                if not text.strip():
-                    record["empty"] = True
-                line = json.dumps(record, ensure_ascii=False)
-                out.write(line + "\n" if fmt == "jsonl" else ("," if index else "") + line)
-        if fmt == "json":
-            out.write("]\n")
-    bar.close()
+    warn = lambda msg: click.echo(f"warning: {msg}", err=True)  # noqa: E731
+    with stream.progress(total, enabled=bool(file)) as bar:  # not for a few arguments
+        predicted = stream.predict_chunks(predictor, chunks, batch_size, bar, warn)
+        stream.write_predictions(predicted, predictor, output, fmt, top_k, threshold)
 
 
 @main.command(context_settings=CONTEXT)
@@ -355,12 +358,27 @@ def export(checkpoint, fmt, out):
 @click.option("--checkpoint", help="Run folder (default: checkpoints/latest).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--max-texts", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Most texts in one request (more: 413).")  # fmt: skip
-@click.option("--max-chars", type=click.IntRange(min=1), default=20_000, show_default=True,
-              help="Most characters in one text (more: 413).")  # fmt: skip
-@click.option("--batch-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
-              help="How long to gather concurrent requests into one batch.")  # fmt: skip
+@click.option(
+    "--max-texts",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Most texts in one request (more: 413).",
+)
+@click.option(
+    "--max-chars",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="Most characters in one text (more: 413).",
+)
+@click.option(
+    "--batch-wait-ms",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="How long to gather concurrent requests into one batch.",
+)
 def serve(checkpoint, host, port, max_texts, max_chars, batch_wait_ms):
     """HTTP JSON API: POST /classify, GET /health, GET /labels (numpy engine).
 
@@ -371,5 +389,11 @@ def serve(checkpoint, host, port, max_texts, max_chars, batch_wait_ms):
     """
     from textlstm.serve import serve as run_server
 
-    run_server(checkpoint, host, port, max_texts=max_texts, max_chars=max_chars,
-               batch_wait_ms=batch_wait_ms)  # fmt: skip
+    run_server(
+        checkpoint,
+        host,
+        port,
+        max_texts=max_texts,
+        max_chars=max_chars,
+        batch_wait_ms=batch_wait_ms,
+    )

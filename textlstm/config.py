@@ -1,5 +1,9 @@
-"""One run's configuration: sections `data`, `model`, `train`, each a dataclass that lives
-next to the code it configures (data.py, model.py, train.py).
+"""One run's configuration: sections `data`, `model`, `train`, one dataclass each, with
+its defaults, a comment per field, and a `check()` that refuses a bad value with one line.
+
+The three live here, together, so that reading or checking a config never imports torch
+or datasets (the CLI parses and prints it before any heavy import). docs/CONFIG.md is
+generated from these classes and their comments (`python -m textlstm.configdoc`).
 
 Precedence, lowest first: the dataclass defaults, a TOML file (`--config`), `--set
 section.field=value` overrides, then the dedicated CLI flags (`--data`, `--seed`,
@@ -15,9 +19,156 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from textlstm import TextlstmError
-from textlstm.data import DataConfig
-from textlstm.model import ModelConfig
-from textlstm.train import TrainConfig
+
+TOKENIZERS = ("word", "wordpiece")
+TRUNCATIONS = ("head", "head+tail")
+POOLINGS = ("last", "max", "mean")
+SAMPLERS = ("bucket", "balanced")
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how text becomes token ids (section `data`)."""
+
+    source: str = "data/sms_spam"  # folder, file, or hub name ("imdb", "nyu-mll/glue:sst2")
+    text_column: str = "text"
+    label_column: str = "label"
+    validation_fraction: float = 0.1  # carved (stratified) from train when there is none
+    # Tokenizer, trained on the train split only (see tokenizer.py for the trade-offs).
+    tokenizer: str = "word"  # "word" (reproducible) | "wordpiece" (subwords, see tokenizer.py)
+    vocab_size: int = 20000
+    min_frequency: int = 2
+    lowercase: bool = True
+    digits: str = "keep"  # "keep" | "zero": every digit becomes 0 (numbers share tokens)
+    max_len: int = 256  # tokens kept per text; longer texts are truncated
+    truncation: str = "head"  # "head" keeps the start | "head+tail" keeps start and end
+
+    def check(self) -> None:
+        if self.tokenizer not in TOKENIZERS:
+            raise TextlstmError(
+                f"data.tokenizer must be 'wordpiece' or 'word', not {self.tokenizer!r}"
+            )
+        if self.digits not in ("keep", "zero"):
+            raise TextlstmError(f"data.digits must be 'keep' or 'zero', not {self.digits!r}")
+        if self.truncation not in TRUNCATIONS:
+            raise TextlstmError(
+                f"data.truncation must be 'head' or 'head+tail', not {self.truncation!r}"
+            )
+        if not 0 < self.validation_fraction < 1:
+            raise TextlstmError("data.validation_fraction must be between 0 and 1, e.g. 0.1")
+        for name in ("vocab_size", "max_len", "min_frequency"):
+            if getattr(self, name) < 1:
+                raise TextlstmError(f"data.{name} must be at least 1")
+
+
+@dataclass
+class ModelConfig:
+    """Network shape (section `model`). Vocabulary and class count come from the data."""
+
+    emb_dim: int = 128
+    hidden_dim: int = 128  # per direction
+    num_layers: int = 2
+    bidirectional: bool = True
+    dropout: float = 0.3  # between LSTM layers and before the classifier
+    embedding_dropout: float = 0.1
+    pooling: str = "max+last"  # "last", "max", "mean", or several joined with "+"
+    rnn: str = "cudnn"  # "cudnn" (fused kernels, exact dense) | "cell" (hand-written)
+    vectors: str = ""  # word2vec/GloVe/fastText text file to initialise embeddings (vectors.py)
+    freeze_vectors: bool = False  # keep the rows found in `vectors` fixed during training
+
+    def check(self) -> None:
+        parts = self.pooling.split("+")
+        if not parts or any(p not in POOLINGS for p in parts) or len(set(parts)) != len(parts):
+            raise TextlstmError(
+                f"model.pooling={self.pooling!r}: use {', '.join(POOLINGS)}, or several "
+                "joined with '+' (e.g. 'max+last')"
+            )
+        if self.rnn not in ("cudnn", "cell"):
+            raise TextlstmError(f"model.rnn must be 'cudnn' or 'cell', not {self.rnn!r}")
+        for name in ("emb_dim", "hidden_dim", "num_layers"):
+            if getattr(self, name) < 1:
+                raise TextlstmError(f"model.{name} must be at least 1")
+        if self.freeze_vectors and not self.vectors:
+            raise TextlstmError("model.freeze_vectors needs model.vectors=PATH")
+        for name in ("dropout", "embedding_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise TextlstmError(f"model.{name} must be in [0, 1)")
+
+
+def parse_class_weights(value) -> str | list[float]:
+    """ "none" | "balanced" | [w0, w1, ...] from a TOML value or a --set string ("[1,3]")."""
+    if isinstance(value, list | tuple):
+        weights = list(value)
+    else:
+        text = str(value).strip()
+        if text.lower() in ("none", "balanced"):
+            return text.lower()
+        try:
+            weights = json.loads(text)
+        except json.JSONDecodeError:
+            weights = None
+        if not isinstance(weights, list):
+            raise TextlstmError(
+                f"train.class_weights={text!r}: use none, balanced, or a list of one weight "
+                "per class such as [1, 3]"
+            )
+    if not weights or not all(
+        isinstance(w, int | float) and not isinstance(w, bool) and w >= 0 for w in weights
+    ):
+        raise TextlstmError(
+            f"train.class_weights={value!r}: the list must hold non-negative numbers, one per class"
+        )
+    if not any(weights):
+        raise TextlstmError("train.class_weights: at least one weight must be above 0")
+    return [float(w) for w in weights]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and run control (section `train`)."""
+
+    epochs: int = 10
+    batch_size: int = 64  # texts per batch (an upper bound when max_tokens is set)
+    max_tokens: int = 0  # > 0: batches of at most this many padded tokens (GPU)
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05  # share of all steps spent ramping the LR up from 0
+    schedule: str = "cosine"  # after warm-up: "cosine" | "linear" | "constant"
+    clip_norm: float = 1.0  # global gradient-norm clip; 0 disables
+    label_smoothing: float = 0.0
+    ema: float = 0.0  # > 0: validate and save a moving average of the weights (averaging.py)
+    class_weights: str = "none"  # "none" | "balanced" (n / (k * count)) | "[w0, w1, ...]"
+    sampler: str = "bucket"  # "bucket" | "balanced" (equal share of each class per epoch)
+    metric: str = "macro_f1"  # picks the best epoch: "macro_f1" | "accuracy" | "loss"
+    patience: int = 3  # epochs without improvement before stopping early; 0 = never
+    seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when present) | "cpu" | "cuda" | "cuda:N"
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast)
+    pad_multiple: int = 1  # round batch width up to this (8/16 helps GPU kernels)
+    workers: int = 0  # DataLoader processes building batches ahead of the GPU
+    log_every: int = 20  # steps between progress updates (each is one host sync)
+    eval_batch_size: int = 256
+    test: bool = True  # after training, report on the test split when there is one
+    max_nonfinite: int = 10  # stop after this many consecutive non-finite steps; 0 = never
+    deterministic: bool = False  # deterministic kernels on GPU (see guards.set_deterministic)
+    tensorboard: bool = False  # also write TensorBoard events to <run>/tb (see tblog.py)
+
+    def check(self) -> None:
+        if self.metric not in ("macro_f1", "accuracy", "loss"):
+            raise TextlstmError("train.metric must be macro_f1, accuracy or loss")
+        if self.schedule not in ("cosine", "linear", "constant"):
+            raise TextlstmError("train.schedule must be cosine, linear or constant")
+        parse_class_weights(self.class_weights)
+        if self.sampler not in SAMPLERS:
+            raise TextlstmError(f"train.sampler must be one of {', '.join(SAMPLERS)}")
+        if self.precision not in ("fp32", "bf16"):
+            raise TextlstmError("train.precision must be fp32 or bf16")
+        if self.epochs < 1 or self.batch_size < 1 or self.log_every < 1:
+            raise TextlstmError("train.epochs, batch_size and log_every must be at least 1")
+        if self.max_nonfinite < 0:
+            raise TextlstmError("train.max_nonfinite must be 0 (never stop) or more")
+        if not 0.0 <= self.ema < 1.0:
+            raise TextlstmError("train.ema must be 0 (off) or a decay below 1, e.g. 0.999")
 
 
 @dataclass
@@ -28,6 +179,12 @@ class RunConfig:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def check(self) -> None:
+        """Every section's values, before any work is done."""
+        self.data.check()
+        self.model.check()
+        self.train.check()
 
     def describe(self) -> str:
         """The effective config as TOML-like lines, printed at the start of a run."""
@@ -118,5 +275,7 @@ def from_dict(values: dict) -> RunConfig:
     cfg = RunConfig()
     for section in ("data", "model", "train"):
         for key, value in values.get(section, {}).items():
+            if (section, key) == ("data", "multi_label"):
+                continue  # older bundles kept the task here; it is config.json's "task" now
             apply(cfg, section, key, value)
     return cfg

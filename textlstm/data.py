@@ -16,10 +16,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from textlstm import TextlstmError, datachecks
-from textlstm.multilabel import is_list_feature
+from textlstm import TextlstmError, datachecks, task
+from textlstm.config import DataConfig
+from textlstm.task import SingleLabel
 
 SPLIT_NAMES = {
     "train": ("train", "training"),
@@ -33,30 +32,12 @@ HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?(:[\w.-]+)?$")
 
 
 @dataclass
-class DataConfig:
-    """Where the data comes from and how text becomes token ids (section `data`)."""
-
-    source: str = "data/sms_spam"  # folder, file, or hub name ("imdb", "nyu-mll/glue:sst2")
-    text_column: str = "text"
-    label_column: str = "label"
-    validation_fraction: float = 0.1  # carved (stratified) from train when there is none
-    # Tokenizer, trained on the train split only (see tokenizer.py for the trade-offs).
-    tokenizer: str = "word"  # "word" (reproducible) | "wordpiece" (subwords, see tokenizer.py)
-    vocab_size: int = 20000
-    min_frequency: int = 2
-    lowercase: bool = True
-    digits: str = "keep"  # "keep" | "zero": every digit becomes 0 (numbers share tokens)
-    max_len: int = 256  # tokens kept per text; longer texts are truncated
-    truncation: str = "head"  # "head" keeps the start | "head+tail" keeps start and end
-    multi_label: bool = False  # set from the data: a label column of lists (multilabel.py)
-
-
-@dataclass
 class RawData:
     """Loaded, checked splits plus what the run should tell the user about them."""
 
     splits: "object"  # datasets.DatasetDict with columns text, label
     label_names: list[str]
+    task: SingleLabel  # single- or multi-label, detected from train's label column
     notes: list[str] = field(default_factory=list)
 
 
@@ -125,7 +106,7 @@ def looks_like_path(source: str) -> bool:
     )
 
 
-# -- turning columns into text + label ids --------------------------------------------
+# -- checking and mapping the splits ----------------------------------------------------
 
 
 def check_columns(split_name: str, ds, cfg: DataConfig) -> None:
@@ -139,114 +120,6 @@ def check_columns(split_name: str, ds, cfg: DataConfig) -> None:
     dtype = getattr(ds.features[cfg.text_column], "dtype", None)
     if dtype not in ("string", "large_string"):
         raise TextlstmError(datachecks.non_text_message(split_name, ds, cfg.text_column))
-
-
-def label_namer(feature, names_file: list[str] | None, column: str):
-    """A function from a raw label value (id, string, ClassLabel id) to its label name."""
-    if is_list_feature(feature):
-        raise TextlstmError(
-            f"column {column!r} holds lists (multi-label) here but single labels in train "
-            "(or in the trained model): use one kind of label column throughout"
-        )
-    names = getattr(feature, "names", None) or names_file  # ClassLabel, else labels.json
-
-    def name(value):
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            if names is None:
-                return str(value)
-            return names[value] if 0 <= value < len(names) else None
-        raise TextlstmError(
-            f"column {column!r} must hold integers or strings, found {type(value).__name__} "
-            f"({value!r})"
-        )
-
-    return name, names
-
-
-def label_vocabulary(train, cfg: DataConfig, names_file: list[str] | None):
-    """Label names in id order, and the raw-value -> id function for every split.
-
-    Names come from a ClassLabel feature, else a labels.json beside the data, else the
-    distinct values of train (integers in numeric order, strings sorted).
-    """
-    name, known = label_namer(train.features[cfg.label_column], names_file, cfg.label_column)
-    values = [v for v in train.unique(cfg.label_column) if v is not None]
-    seen = {v: name(v) for v in values}
-    note = None
-    if known is not None and None not in seen.values():
-        label_names = list(known)
-    else:
-        if known is not None:
-            bad = sorted(str(v) for v, n in seen.items() if n is None)[:5]
-            raise TextlstmError(
-                f"labels {', '.join(bad)} are not ids into the {len(known)} label names"
-            )
-        ordered = sorted(values, key=lambda v: (isinstance(v, str), v))
-        label_names = [seen[v] for v in ordered]
-        ints = [v for v in ordered if not isinstance(v, str)]
-        if ints and ints != list(range(len(ints))):
-            note = f"integer labels {ints[:8]} are not 0..{len(ints) - 1}: ids follow their order"
-    index = {n: i for i, n in enumerate(label_names)}
-    return label_names, (lambda v: index.get(name(v))), note
-
-
-def rows_with_text_and_label(name: str, ds, cfg: DataConfig, notes):
-    """Keep the text and label columns; drop (and count) rows where either is null."""
-    before = len(ds)
-    ds = ds.select_columns([cfg.text_column, cfg.label_column])
-    ds = ds.filter(
-        lambda batch: [
-            t is not None and v is not None
-            for t, v in zip(batch[cfg.text_column], batch[cfg.label_column], strict=True)
-        ],
-        batched=True,
-        desc=f"checking {name}",
-    )
-    if len(ds) < before:
-        notes.append(f"{name}: dropped {before - len(ds)} rows with no text or no label (null)")
-    return ds
-
-
-def with_label_ids(name: str, ds, cfg: DataConfig, labels, unknown, label_names):
-    """`ds` with columns text and label (= `labels`); labels the model lacks are an error."""
-    if unknown:
-        shown = ", ".join(sorted(unknown)[:10]) + (" ..." if len(unknown) > 10 else "")
-        raise TextlstmError(
-            f"{name} split has labels the classifier does not know: {shown} "
-            f"(known: {', '.join(label_names)})"
-        )
-    ds = ds.remove_columns(cfg.label_column)
-    if cfg.text_column != "text":
-        ds = ds.rename_column(cfg.text_column, "text")
-    return ds.add_column("label", labels)
-
-
-def normalise_split(name: str, ds, cfg: DataConfig, to_id, label_names, notes):
-    """Keep `text` and `label` only, drop rows without text or label, map labels to ids."""
-    ds = rows_with_text_and_label(name, ds, cfg, notes)
-    raw = ds[cfg.label_column]
-    ids = [to_id(v) for v in raw]
-    unknown = {str(v) for v, i in zip(raw, ids, strict=True) if i is None}
-    labels = None if unknown else np.asarray(ids, dtype=np.int64)  # unknown: an error below
-    return with_label_ids(name, ds, cfg, labels, unknown, label_names)
-
-
-def carve_validation(train, fraction: float, seed: int):
-    """Stratified split of `train`: each class gives `fraction` of its rows (at least 1)."""
-    labels = np.asarray(train["label"])
-    rng = np.random.default_rng(seed)
-    held_out = []
-    for label in np.unique(labels):
-        rows = np.flatnonzero(labels == label)
-        if len(rows) < 2:
-            continue  # a class with one example stays in train
-        take = max(1, int(round(fraction * len(rows))))
-        held_out.extend(rng.permutation(rows)[:take].tolist())
-    held = np.zeros(len(labels), dtype=bool)
-    held[held_out] = True
-    return train.select(np.flatnonzero(~held)), train.select(np.sort(np.flatnonzero(held)))
 
 
 def read_source(source: str) -> tuple[dict, list[str] | None]:
@@ -283,7 +156,7 @@ def load_raw(cfg: DataConfig, seed: int = 0) -> RawData:
     return check_and_map(splits, cfg, seed, names_file)
 
 
-def load_for_eval(cfg: DataConfig, split: str, label_names: list[str]):
+def load_for_eval(cfg: DataConfig, split: str, label_names: list[str], run_task: SingleLabel):
     """One split of `cfg.source` with labels mapped onto a trained model's `label_names`.
 
     A single file counts as any split. Labels the model does not know are an error.
@@ -301,20 +174,14 @@ def load_for_eval(cfg: DataConfig, split: str, label_names: list[str]):
     check_columns(split, ds, cfg)
     if len(ds) == 0:
         raise TextlstmError(f"the {split} split is empty (header only?)")
-    if cfg.multi_label:
-        from textlstm.multilabel import multi_hot_split
-
-        feature = ds.features[cfg.label_column]
-        if not is_list_feature(feature):
-            raise TextlstmError(f"the model is multi-label but column {cfg.label_column!r} "
-                                "holds single labels, not lists")  # fmt: skip
-        if (Path(cfg.source).expanduser() / PREPROCESSED_MARKER).is_file():
-            return ds.select_columns(["text", "label"])  # already multi-hot rows
-        name, _ = label_namer(feature.feature, names_file, cfg.label_column)
-        return multi_hot_split(split, ds, cfg, name, label_names, [])
-    name, _ = label_namer(ds.features[cfg.label_column], names_file, cfg.label_column)
-    index = {n: i for i, n in enumerate(label_names)}
-    return normalise_split(split, ds, cfg, lambda v: index.get(name(v)), label_names, [])
+    if (Path(cfg.source).expanduser() / PREPROCESSED_MARKER).is_file():
+        if names_file != list(label_names):  # labels there are ids (or rows) into its names
+            raise TextlstmError(
+                f"{cfg.source} was preprocessed with labels {names_file}; the model has "
+                f"{label_names}: evaluate the raw data instead"
+            )
+        return ds.select_columns(["text", "label"])
+    return run_task.map_split(split, ds, cfg, names_file, label_names)
 
 
 def canonical_split(name: str) -> str:
@@ -337,33 +204,8 @@ def check_and_map(splits: dict, cfg: DataConfig, seed: int, names_file) -> RawDa
             raise TextlstmError(f"the {name} split is empty (header only?)")
     if "train" not in splits:
         raise TextlstmError(f"{cfg.source} has no train split (splits: {', '.join(splits)})")
-    if is_list_feature(splits["train"].features[cfg.label_column]):
-        from textlstm.multilabel import map_splits
-
-        return map_splits(splits, cfg, seed, names_file, notes)
-    cfg.multi_label = False  # detected from the data, never taken from a setting
-    label_names, to_id, note = label_vocabulary(splits["train"], cfg, names_file)
-    if note:
-        notes.append(note)
-    mapped = {
-        name: normalise_split(name, ds, cfg, to_id, label_names, notes)
-        for name, ds in splits.items()
-    }
-    counts = np.bincount(np.asarray(mapped["train"]["label"]), minlength=len(label_names))
-    if np.count_nonzero(counts) < 2:
-        only = label_names[int(np.argmax(counts))]
-        raise TextlstmError(
-            f"train has a single class ({only!r}): a classifier needs at least two labels"
-        )
-    if "validation" not in mapped:
-        mapped["train"], mapped["validation"] = carve_validation(
-            mapped["train"], cfg.validation_fraction, seed
-        )
-        notes.append(
-            f"no validation split: carved a stratified {cfg.validation_fraction:.0%} of train "
-            f"({len(mapped['validation'])} texts, seed {seed})"
-        )
-    counts_note = datachecks.imbalance_warning(mapped["train"]["label"], label_names)
+    run_task = task.of_feature(splits["train"].features[cfg.label_column])
+    mapped, label_names = run_task.map_splits(splits, cfg, names_file, seed, notes)
     leak_note = datachecks.leakage_warning(mapped)
-    notes += [note for note in (counts_note, leak_note) if note]
-    return RawData(datasets.DatasetDict(mapped), label_names, notes)
+    notes += [leak_note] if leak_note else []
+    return RawData(datasets.DatasetDict(mapped), label_names, run_task, notes)

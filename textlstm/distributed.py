@@ -23,12 +23,15 @@ Choices, and what they cost:
 - A stop signal is acted on only when all ranks agree (checked every `log_every` steps,
   one tiny all-reduce), so no rank is left waiting in a collective.
 - Multi-node runs need the run folder (and the data) on a filesystem all nodes share.
+
+A leaf module of primitives (rank, barrier, broadcast, reduce). torch is imported inside
+the functions that need a process group: rank() and is_main() read the environment, so
+checkpoint.py asks them without making `classify` pay for torch.
 """
 
-import os
+from __future__ import annotations
 
-import torch
-import torch.distributed as dist
+import os
 
 
 def launched() -> bool:
@@ -48,8 +51,11 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def setup(device: torch.device) -> torch.device:
+def setup(device):
     """Join torchrun's process group; returns this process's device (cuda:LOCAL_RANK)."""
+    import torch
+    import torch.distributed as dist
+
     if not launched() or dist.is_initialized():
         return device
     if device.type == "cuda":  # one GPU per process; NCCL moves the gradients
@@ -61,18 +67,30 @@ def setup(device: torch.device) -> torch.device:
     return device
 
 
+def initialized() -> bool:
+    """A process group exists (never true without torchrun; torch is not imported then)."""
+    if not launched():
+        return False
+    import torch.distributed as dist
+
+    return dist.is_initialized()
+
+
 def teardown() -> None:
-    if dist.is_initialized():
+    import torch.distributed as dist
+
+    if initialized():
         dist.destroy_process_group()
 
 
 def active() -> bool:
-    return dist.is_initialized() and dist.get_world_size() > 1
+    """More than one process trains together."""
+    return initialized() and world_size() > 1
 
 
-def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def wrap(model, device):
     """DDP around `model` (which keeps the weights the checkpoint saves), or `model`."""
-    if not dist.is_initialized():
+    if not initialized():
         return model
     from torch.nn.parallel import DistributedDataParallel
 
@@ -80,18 +98,24 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def _comm_device() -> torch.device:
-    # NCCL reduces CUDA tensors only; gloo reduces CPU tensors.
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else (
-        torch.device("cpu")
-    )  # fmt: skip
+def comm_device():
+    """Where collectives take their tensors: NCCL reduces CUDA tensors, gloo CPU ones."""
+    import torch
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def sum_all(*values) -> list[float]:
     """Sums of numbers (or 0-d tensors) over all ranks; the values themselves for one."""
     if not active():
         return [float(v) for v in values]
-    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=_comm_device())
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=comm_device())
     dist.all_reduce(t)
     return t.tolist()
 
@@ -100,7 +124,10 @@ def any_rank(flag: bool) -> bool:
     """True on every rank when it is true on at least one (sync: one all-reduce)."""
     if not active():
         return flag
-    t = torch.tensor([int(flag)], device=_comm_device())
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([int(flag)], device=comm_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 
@@ -109,6 +136,8 @@ def share(obj):
     """Rank 0's `obj` on every rank (run folder name, tokenizer JSON)."""
     if not active():
         return obj
+    import torch.distributed as dist
+
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
@@ -116,6 +145,8 @@ def share(obj):
 
 def barrier() -> None:
     if active():
+        import torch.distributed as dist
+
         dist.barrier()
 
 
@@ -129,44 +160,13 @@ def loss_scale(local: int, global_size: int) -> float:
     return world_size() * local / global_size if active() else 1.0
 
 
-def prepare(data_cfg, seed: int, tokenizer=None):
-    """tokenizer.prepare on every rank, with rank 0's tokenizer; rank 0 fills caches first."""
-    from textlstm.tokenizer import prepare as prepare_one
-
-    if not active() or tokenizer is not None:  # a resumed run's tokenizer is already shared
-        return prepare_one(data_cfg, seed, tokenizer)
-    prep = prepare_one(data_cfg, seed) if is_main() else None
-    text = share(prep.tokenizer.to_str() if prep else None)
-    if prep is not None:
-        return prep
-    from tokenizers import Tokenizer
-
-    return prepare_one(data_cfg, seed, Tokenizer.from_str(text))
-
-
-def evaluate(model, split, label_names, device, batch_size=256, precision="fp32") -> dict:
-    """evaluate_split over all ranks: each predicts every W-th text; one all-reduce."""
-    from textlstm.evaluate import (
-        classification_report,
-        cross_entropy,
-        evaluate_split,
-        predict_logits,
-    )
-
+def sum_rows(block):
+    """Element-wise sum of a tensor over all ranks, on this rank's device (one all-reduce).
+    Used to assemble rows that each rank filled for its own share of a split."""
     if not active():
-        return evaluate_split(model, split, label_names, device, batch_size, precision)
-    from textlstm.batching import column_array
+        return block
+    import torch.distributed as dist
 
-    n, w, r = len(split), dist.get_world_size(), dist.get_rank()
-    full = torch.zeros(n, len(label_names), dtype=torch.float32)
-    mine = list(range(r, n, w))
-    if mine:
-        full[r::w] = torch.from_numpy(
-            predict_logits(model, split.select(mine), device, batch_size, precision)
-        )
-    full = full.to(_comm_device())
-    dist.all_reduce(full)  # each row is non-zero on exactly one rank
-    logits, labels = full.cpu().numpy(), column_array(split, "label")
-    report = classification_report(labels, logits.argmax(axis=1), label_names)
-    report["loss"] = cross_entropy(logits, labels)
-    return report
+    full = block.to(comm_device())
+    dist.all_reduce(full)
+    return full.cpu()

@@ -1,11 +1,15 @@
-"""Metrics and the evaluation report.
+"""Evaluation: a model's logits on a split, the task's metrics, and the report files.
 
-`report.json` (machine-readable) and `report.md` (for people) hold accuracy, macro-F1,
-per-class precision / recall / F1 / support and the confusion matrix (rows = true
-label, columns = predicted), with the split and checkpoint they came from. The same
-table is printed on the terminal. Metrics are computed with numpy: no scikit-learn.
-Calibration (ECE), the most confidently wrong texts, PNG plots and report.html come from
-report.py, which this module calls so the report stays one call.
+`report.json` (machine-readable) and `report.md` (for people) hold the task's metrics
+(single-label: accuracy, macro-F1, per-class precision / recall / F1 / support, the
+confusion matrix with rows = true label and columns = predicted; multi-label: micro/macro-F1,
+subset accuracy, per-label thresholds), with the split and checkpoint they came from. The
+same table is printed on the terminal. Calibration (ECE) and the most confidently wrong
+texts come from metrics.py; PNG plots and report.html from report.py.
+
+Under torchrun each rank predicts every W-th text and one all-reduce assembles the full
+logits on every rank, so all ranks compute the same metrics (and take the same
+early-stopping decision) with no extra broadcast.
 """
 
 import datetime
@@ -14,16 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textlstm.batching import BucketBatchSampler, PaddedBatches
-from textlstm.checkpoint import atomic_write, write_json
-from textlstm.report import (
-    calibration,
-    confidently_wrong,
-    markdown_sections,
-    read_curves,
-    write_html,
-    write_plots,
-)
+from textlstm import distributed, files, guards
+from textlstm.batching import BucketBatchSampler, PaddedBatches, column_array
+from textlstm.report import markdown_sections, read_curves, write_html, write_plots
+from textlstm.task import TASKS
 
 
 @torch.no_grad()
@@ -47,84 +45,38 @@ def predict_logits(model, split, device, batch_size: int = 256, precision: str =
     return out
 
 
-def per_class_metrics(label_names, precision, recall, f1, support, **extra) -> dict:
-    """{label: {precision, recall, f1, support, *extra}} from per-class arrays."""
-    return {
-        name: {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
-            **{key: float(values[i]) for key, values in extra.items()},
-        }
-        for i, name in enumerate(label_names)
-    }
-
-
-def classification_report(y_true, y_pred, label_names) -> dict:
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    k = len(label_names)
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (y_true, y_pred), 1)
-    tp = np.diag(confusion).astype(float)
-    predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
-    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
-    present = support > 0  # macro-F1 over the classes that occur in this split
-    return {
-        "n": int(len(y_true)),
-        "accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
-        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-        "per_class": per_class_metrics(label_names, precision, recall, f1, support),
-        "confusion_matrix": confusion.tolist(),
-        "labels": list(label_names),
-    }
-
-
-def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return float(-log_probs[np.arange(len(labels)), labels].mean())
+def all_logits(model, split, num_classes, device, batch_size=256, precision="fp32"):
+    """predict_logits over all ranks: each predicts every W-th text; one all-reduce."""
+    if not distributed.active():
+        return predict_logits(model, split, device, batch_size, precision)
+    n, w, r = len(split), distributed.world_size(), distributed.rank()
+    full = torch.zeros(n, num_classes, dtype=torch.float32)
+    mine = list(range(r, n, w))
+    if mine:
+        full[r::w] = torch.from_numpy(
+            predict_logits(model, split.select(mine), device, batch_size, precision)
+        )
+    return distributed.sum_rows(full).numpy()  # each row is non-zero on exactly one rank
 
 
 def evaluate_split(
-    model, split, label_names, device, batch_size=256, precision="fp32", examples: int = 0,
-    thresholds=None,
-) -> dict:  # fmt: skip
-    """Metrics of `model` on a tokenized split; with `examples` > 0, also that many of the
-    most confidently wrong texts (reading the text column costs time, so only on request).
-    Multi-hot labels (a multi-label run) get multilabel.report at `thresholds`.
-    """
-    from textlstm.guards import OOM_ERRORS, oom_error
-    from textlstm.predict import softmax
-
+    model, split, label_names, device, task, batch_size=256, precision="fp32", examples: int = 0
+) -> dict:
+    """The `task`'s metrics of `model` on a tokenized split; with `examples` > 0, also that
+    many of the most confidently wrong texts (reading the texts costs time: on request)."""
     try:
-        logits = predict_logits(model, split, device, batch_size, precision)
-    except OOM_ERRORS as exc:
-        raise oom_error(exc, "evaluation", {"train.eval_batch_size": batch_size}) from exc
-    labels = np.asarray(split["label"])
-    if labels.ndim == 2:
-        from textlstm.multilabel import report
-
-        return report(labels, logits, label_names, thresholds)
-    report = classification_report(labels, logits.argmax(axis=1), label_names)
-    report["loss"] = cross_entropy(logits, labels)
-    probs = softmax(logits)
-    predicted = probs.argmax(axis=1)
-    report["calibration"] = calibration(probs.max(axis=1), predicted == labels)
-    if examples:
-        report["confidently_wrong"] = confidently_wrong(
-            probs, labels, split["text"], label_names, examples
-        )
-    return report
+        logits = all_logits(model, split, len(label_names), device, batch_size, precision)
+    except guards.OOM_ERRORS as exc:
+        raise guards.oom_error(exc, "evaluation", {"train.eval_batch_size": batch_size}) from exc
+    targets = column_array(split, "label")
+    return task.report(targets, logits, label_names, lambda: split["text"], examples)
 
 
-def per_class_table(report: dict, threshold: bool = False) -> list[str]:
-    """Lines of the per-class precision/recall/F1/support table (multi-label: + threshold)."""
+def per_class_table(report: dict) -> list[str]:
+    """Lines of the per-class precision/recall/F1/support table (+ threshold when tuned)."""
     names = report["labels"]
     width = max(8, *(len(n) for n in names))
+    threshold = "threshold" in next(iter(report["per_class"].values()))
     head = f"{'label':<{width}}  " + ("threshold  " if threshold else "")
     lines = [head + "precision  recall      f1  support"]
     for name in names:
@@ -137,27 +89,29 @@ def per_class_table(report: dict, threshold: bool = False) -> list[str]:
     return lines
 
 
+def confusion_table(report: dict) -> list[str]:
+    names, matrix = report["labels"], report["confusion_matrix"]
+    width = max(8, *(len(n) for n in names))
+    cell = max(6, *(len(n) for n in names), *(len(str(v)) for r in matrix for v in r))
+    lines = ["", "confusion matrix (rows: true, columns: predicted)"]
+    lines.append(" " * width + "  " + " ".join(f"{n:>{cell}}" for n in names))
+    for name, row in zip(names, matrix, strict=True):
+        lines.append(f"{name:<{width}}  " + " ".join(f"{v:>{cell}}" for v in row))
+    return lines
+
+
 def format_report(report: dict) -> str:
     """The report as a terminal/markdown table."""
-    if report.get("multi_label"):
-        from textlstm.multilabel import format_report as multi_label_table
-
-        return multi_label_table(report)
-    names = report["labels"]
-    width = max(8, *(len(n) for n in names))
+    headline = TASKS[report.get("task", "single_label")]().summary(report)
     lines = [
-        f"accuracy {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}   "
-        f"n={report['n']}" + (f"   split={report['split']}" if "split" in report else ""),
+        headline
+        + f"   n={report['n']}"
+        + (f"   split={report['split']}" if "split" in report else ""),
         "",
         *per_class_table(report),
     ]
-    lines += ["", "confusion matrix (rows: true, columns: predicted)"]
-    cell = max(
-        6, *(len(n) for n in names), *(len(str(v)) for r in report["confusion_matrix"] for v in r)
-    )
-    lines.append(" " * width + "  " + " ".join(f"{n:>{cell}}" for n in names))
-    for name, row in zip(names, report["confusion_matrix"], strict=True):
-        lines.append(f"{name:<{width}}  " + " ".join(f"{v:>{cell}}" for v in row))
+    if "confusion_matrix" in report:
+        lines += confusion_table(report)
     return "\n".join(lines)
 
 
@@ -170,7 +124,7 @@ def write_report(report: dict, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {**report, "created": datetime.datetime.now().isoformat(timespec="seconds")}
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"
-    write_json(json_path, report)
+    files.write_json(json_path, report)
     images = write_plots(report, out_dir, read_curves(report.get("checkpoint")))
     md = [
         f"# Evaluation: {report.get('split', '?')} split",
@@ -185,6 +139,6 @@ def write_report(report: dict, out_dir: Path) -> list[Path]:
         "",
         *markdown_sections(report, images or {}),
     ]
-    atomic_write(md_path, "\n".join(md).encode())
+    files.atomic_write(md_path, "\n".join(md).encode())
     html_path = write_html(report, images or {}, out_dir)
     return [json_path, md_path, html_path, *(images or {}).values()]

@@ -2,7 +2,9 @@
 
 The output folder holds `model.onnx` next to copies of the bundle's `tokenizer.json`,
 `labels.json` and `config.json`: everything a consumer needs to go from raw text to a
-label (tokenize with the `tokenizers` JSON, pad right with id 0, run, argmax/softmax).
+label (tokenize with the `tokenizers` JSON, pad right with id 0, run, then softmax; a
+multi-label bundle, `"task": "multi_label"` in config.json, takes a sigmoid per label and
+compares it with that label's cut in the copied `thresholds.json`).
 
 Graph contract: inputs `ids` int64 (batch, steps) right-padded with 0 and `lengths`
 int64 (batch,), both axes dynamic; output `logits` float32 (batch, num_classes). Like
@@ -25,10 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from textlstm import TextlstmError
-from textlstm.checkpoint import load_model, resolve
+from textlstm.checkpoint import THRESHOLDS_FILE, load_model, resolve
 
 FORMATS = ("onnx",)
-COPIED = ("tokenizer.json", "labels.json", "config.json")
+# Everything a consumer needs beside the graph (thresholds.json: multi-label runs only).
+COPIED = ("tokenizer.json", "labels.json", "config.json", THRESHOLDS_FILE)
 OPSET = 17
 TOLERANCE = 1e-4
 
@@ -66,20 +69,30 @@ def torch_export(model, ids, lengths, path: Path) -> str:
         warnings.simplefilter("ignore")  # tracer warnings about Python ints in the graph
         try:
             torch.onnx.export(
-                model, args, str(path), dynamo=False, opset_version=OPSET,
-                dynamic_axes={"ids": {0: "batch", 1: "steps"}, "lengths": {0: "batch"},
-                              "logits": {0: "batch"}},
+                model,
+                args,
+                str(path),
+                dynamo=False,
+                opset_version=OPSET,
+                dynamic_axes={
+                    "ids": {0: "batch", 1: "steps"},
+                    "lengths": {0: "batch"},
+                    "logits": {0: "batch"},
+                },
                 **names,
-            )  # fmt: skip
+            )
             return "torchscript"
         except (TypeError, RuntimeError, NotImplementedError) as legacy_error:
             batch, steps = torch.export.Dim("batch"), torch.export.Dim("steps")
             try:
                 torch.onnx.export(
-                    model, args, str(path), dynamo=True,
+                    model,
+                    args,
+                    str(path),
+                    dynamo=True,
                     dynamic_shapes={"input_ids": {0: batch, 1: steps}, "lengths": {0: batch}},
                     **names,
-                )  # fmt: skip
+                )
             except Exception as exc:
                 raise TextlstmError(
                     f"ONNX export failed with both exporters: legacy ({legacy_error}); "
@@ -116,7 +129,7 @@ def export_onnx(checkpoint=None, out=None) -> dict:
         )
     tmp.replace(out_dir / "model.onnx")  # only a checked graph gets the real name
     for name in COPIED:
-        if (run_dir / name).resolve() != (out_dir / name).resolve():
+        if (run_dir / name).is_file() and (run_dir / name).resolve() != (out_dir / name).resolve():
             shutil.copyfile(run_dir / name, out_dir / name)
     return {"path": out_dir / "model.onnx", "exporter": exporter, "max_abs_diff": diff}
 

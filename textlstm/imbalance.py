@@ -13,42 +13,11 @@ Two ways to make a rare class count more, with different costs:
   Using both at once double-counts the correction; that is allowed but rarely wanted.
 """
 
-import json
-
 import numpy as np
 
 from textlstm import TextlstmError
 from textlstm.batching import BucketBatchSampler, column_array
-
-SAMPLERS = ("bucket", "balanced")
-
-
-def parse_class_weights(value) -> str | list[float]:
-    """ "none" | "balanced" | [w0, w1, ...] from a TOML value or a --set string ("[1,3]")."""
-    if isinstance(value, list | tuple):
-        weights = list(value)
-    else:
-        text = str(value).strip()
-        if text.lower() in ("none", "balanced"):
-            return text.lower()
-        try:
-            weights = json.loads(text)
-        except json.JSONDecodeError:
-            weights = None
-        if not isinstance(weights, list):
-            raise TextlstmError(
-                f"train.class_weights={text!r}: use none, balanced, or a list of one weight "
-                "per class such as [1, 3]"
-            )
-    if not weights or not all(
-        isinstance(w, int | float) and not isinstance(w, bool) and w >= 0 for w in weights
-    ):
-        raise TextlstmError(
-            f"train.class_weights={value!r}: the list must hold non-negative numbers, one per class"
-        )
-    if not any(weights):
-        raise TextlstmError("train.class_weights: at least one weight must be above 0")
-    return [float(w) for w in weights]
+from textlstm.config import parse_class_weights
 
 
 def loss_weights(value, labels, label_names) -> np.ndarray | None:
@@ -117,9 +86,15 @@ def train_sampler(split, tc, rank: int = 0, world_size: int = 1) -> BucketBatchS
 
     Either way batches are length-bucketed and sharded over `world_size` ranks (DDP).
     """
-    bucketing = dict(batch_size=tc.batch_size, max_tokens=tc.max_tokens, shuffle=True,
-                     seed=tc.seed, pad_multiple=tc.pad_multiple, rank=rank,
-                     world_size=world_size)  # fmt: skip
+    bucketing = dict(
+        batch_size=tc.batch_size,
+        max_tokens=tc.max_tokens,
+        shuffle=True,
+        seed=tc.seed,
+        pad_multiple=tc.pad_multiple,
+        rank=rank,
+        world_size=world_size,
+    )
     lengths = column_array(split, "length")
     if tc.sampler == "balanced":  # class-balanced draws
         return BalancedBucketSampler(column_array(split, "label"), lengths, **bucketing)

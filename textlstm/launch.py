@@ -30,7 +30,16 @@ def launch_torchrun(nproc: int, ctx: click.Context) -> int:
                 args += [flag, str(item)]
         else:
             args += [flag, str(value)]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={nproc}", "-m", "textlstm", "train", *args]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "textlstm",
+        "train",
+        *args,
+    ]
     click.echo("launching: " + " ".join(command[1:]), err=True)
     return subprocess.call(command)

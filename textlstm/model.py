@@ -16,50 +16,12 @@ Two recurrent implementations share one parameter layout (`nn.LSTM`'s names):
 - `cell` `CellLSTM` (cell.py): the hand-written equations, the readable reference.
 """
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textlstm import TextlstmError
 from textlstm.cell import CellLSTM, LSTMParameters
-
-POOLINGS = ("last", "max", "mean")
-
-
-@dataclass
-class ModelConfig:
-    """Network shape (section `model`). Vocabulary and class count come from the data."""
-
-    emb_dim: int = 128
-    hidden_dim: int = 128  # per direction
-    num_layers: int = 2
-    bidirectional: bool = True
-    dropout: float = 0.3  # between LSTM layers and before the classifier
-    embedding_dropout: float = 0.1
-    pooling: str = "max+last"  # "last", "max", "mean", or several joined with "+"
-    rnn: str = "cudnn"  # "cudnn" (fused kernels, exact dense) | "cell" (hand-written)
-    vectors: str = ""  # word2vec/GloVe/fastText text file to initialise embeddings (vectors.py)
-    freeze_vectors: bool = False  # keep the rows found in `vectors` fixed during training
-
-    def check(self) -> None:
-        parts = self.pooling.split("+")
-        if not parts or any(p not in POOLINGS for p in parts) or len(set(parts)) != len(parts):
-            raise TextlstmError(
-                f"model.pooling={self.pooling!r}: use {', '.join(POOLINGS)}, or several "
-                "joined with '+' (e.g. 'max+last')"
-            )
-        if self.rnn not in ("cudnn", "cell"):
-            raise TextlstmError(f"model.rnn must be 'cudnn' or 'cell', not {self.rnn!r}")
-        for name in ("emb_dim", "hidden_dim", "num_layers"):
-            if getattr(self, name) < 1:
-                raise TextlstmError(f"model.{name} must be at least 1")
-        if self.freeze_vectors and not self.vectors:
-            raise TextlstmError("model.freeze_vectors needs model.vectors=PATH")
-        for name in ("dropout", "embedding_dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise TextlstmError(f"model.{name} must be in [0, 1)")
+from textlstm.config import ModelConfig
 
 
 def reverse_within_length(lengths: torch.Tensor, steps: int) -> torch.Tensor:
@@ -93,9 +55,16 @@ class DenseLSTM(LSTMParameters):
                 seq = layer_input if direction == 0 else gather_time(layer_input, flip)
                 # torch.lstm is the op nn.LSTM calls: one layer, one direction, batch first.
                 out, _, _ = torch.lstm(
-                    seq, (zeros, zeros), self.layer_weights(layer, direction),
-                    True, 1, 0.0, self.training, False, True,
-                )  # fmt: skip
+                    seq,
+                    (zeros, zeros),
+                    self.layer_weights(layer, direction),
+                    True,
+                    1,
+                    0.0,
+                    self.training,
+                    False,
+                    True,
+                )
                 outs.append(out if direction == 0 else gather_time(out, flip))
             layer_out = torch.cat(outs, dim=2) * mask  # outputs over padding are discarded
             layer_input = self.between_layers(layer_out, layer)

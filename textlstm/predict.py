@@ -11,20 +11,13 @@ Two engines compute the same function (tested to 1e-5 on fp32 logits):
 
 import numpy as np
 
-from textlstm import TextlstmError, multilabel
-from textlstm.checkpoint import load_tensors, load_tokenizer, read_meta, resolve
+from textlstm import TextlstmError
+from textlstm.checkpoint import load_model, load_tensors, load_tokenizer, read_meta, resolve
+from textlstm.metrics import sigmoid
+from textlstm.task import task_of
 from textlstm.tokenizer import PAD_ID, encode
 
 ENGINES = ("auto", "numpy", "torch")
-
-
-def sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1/(1+e^-x), without overflow warnings
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def numpy_lstm_direction(x, mask, w_ih, w_hh, b_ih, b_hh, reverse):
@@ -81,10 +74,8 @@ class Predictor:
         self.run_dir = resolve(checkpoint)
         self.config, self.labels = read_meta(self.run_dir)
         self.tokenizer = load_tokenizer(self.run_dir)
-        # multi-label bundles: sigmoid per label, each label's tuned threshold
-        self.multi_label = bool(self.config["data"].get("multi_label"))
-        if self.multi_label:
-            self.thresholds = multilabel.read_thresholds(self.run_dir, self.labels)
+        # single-label: softmax; multi-label: a sigmoid per label and its tuned threshold
+        self.task = task_of(self.config).load(self.run_dir, self.labels)
         if engine not in ENGINES:
             raise TextlstmError(f"engine must be one of {', '.join(ENGINES)}")
         self.engine = "torch" if engine == "auto" and device != "cpu" else engine
@@ -94,8 +85,6 @@ class Predictor:
                 raise TextlstmError("the numpy engine runs on the CPU; use --engine torch")
             self.weights = load_tensors(self.run_dir, framework="np")
         else:
-            from textlstm.checkpoint import load_model
-
             self.model, _, _ = load_model(self.run_dir, device)
             self.device = device
 
@@ -126,7 +115,7 @@ class Predictor:
             for row, i in enumerate(index):
                 block[row, : lengths[i]] = all_ids[i]
             logits = self.batch_logits(block, lengths[index])
-            probs[index] = sigmoid(logits) if self.multi_label else softmax(logits)
+            probs[index] = self.task.probabilities(logits)
         return probs
 
     def classify(self, texts: list[str], top_k: int = 1, threshold: float = 0.0):
@@ -136,12 +125,4 @@ class Predictor:
     def pick(self, row: np.ndarray, top_k: int = 1, threshold: float = 0.0):
         """Single-label: the top k at or above `threshold`. Multi-label: every label at or
         above its tuned threshold (`threshold` > 0 replaces those), `top_k` not applied."""
-        if self.multi_label:
-            return multilabel.pick(row, self.labels, self.thresholds, threshold)
-        return top_labels(row, self.labels, top_k, threshold)
-
-
-def top_labels(row: np.ndarray, labels: list[str], top_k: int = 1, threshold: float = 0.0):
-    """[(label, probability), ...] of one text: the `top_k` most likely at >= `threshold`."""
-    best = np.argsort(-row, kind="stable")[:top_k]
-    return [(labels[i], float(row[i])) for i in best if row[i] >= threshold]
+        return self.task.pick(row, self.labels, top_k, threshold)

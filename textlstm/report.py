@@ -1,5 +1,5 @@
-"""The parts of the evaluation report meant to be looked at: calibration, the most
-confidently wrong examples, PNG plots and a self-contained `report.html`.
+"""The parts of the evaluation report meant to be looked at: PNG plots, the Markdown
+sections and a self-contained `report.html` (the numbers come from metrics.py).
 
 Everything here works from the report dict (plus the run's `metrics.jsonl` for training
 curves), so plots can be redrawn from a saved `report.json` without the model.
@@ -13,75 +13,19 @@ matter more than the pictures, so a missing extra never fails an evaluation.
 import base64
 import html
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 
+from textlstm import files
+from textlstm.metrics import ECE_BINS
+
 PLOTS_HINT = "plots: pip install 'textlstm[plots]' to add PNG plots to the report"
-ECE_BINS = 15
-# Files write_report adds beside report.json/.md; a fresh run deletes stale ones.
-REPORT_EXTRAS = ("report.html", "confusion_matrix.png", "reliability.png", "training_curves.png")
-
-
-def calibration(confidence, correct, bins: int = ECE_BINS) -> dict:
-    """Expected calibration error over `bins` equal-width confidence bins, and the bins.
-
-    ECE = sum over bins of (bin size / n) * |accuracy in bin - mean confidence in bin|.
-    A bin is (lo, hi]; a confidence of exactly 0 goes to the first bin. Equal-width
-    bins are the usual choice (Guo et al. 2017), so numbers compare with other tools';
-    the trade-off is that with few examples the sparse high-confidence-error bins are
-    noisy, which is why each bin's count is kept beside it.
-    """
-    confidence = np.asarray(confidence, dtype=np.float64)
-    correct = np.asarray(correct, dtype=np.float64)
-    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    rows, ece = [], 0.0
-    for b in range(bins):
-        members = index == b
-        count = int(members.sum())
-        row = {"lo": b / bins, "hi": (b + 1) / bins, "count": count}
-        if count:
-            row["accuracy"] = float(correct[members].mean())
-            row["confidence"] = float(confidence[members].mean())
-            ece += count / len(confidence) * abs(row["accuracy"] - row["confidence"])
-        rows.append(row)
-    return {"ece": float(ece), "bins": rows}
-
-
-def confidently_wrong(probs, y_true, texts, label_names, k: int = 10) -> list[dict]:
-    """The `k` misclassified texts the model was surest of, most confident first.
-
-    These are what people look at first: label noise and systematic blind spots show
-    up here long before they move an aggregate metric.
-    """
-    probs, y_true = np.asarray(probs), np.asarray(y_true)
-    predicted = probs.argmax(axis=1)
-    confidence = probs[np.arange(len(probs)), predicted]
-    wrong = np.flatnonzero(predicted != y_true)
-    order = wrong[np.argsort(-confidence[wrong], kind="stable")][:k]
-    return [
-        {
-            "text": texts[i],
-            "true": label_names[y_true[i]],
-            "predicted": label_names[predicted[i]],
-            "probability": float(confidence[i]),
-        }
-        for i in order
-    ]
 
 
 def read_curves(run_dir) -> list[dict]:
     """The per-epoch rows of a run's metrics.jsonl ([] when there is none)."""
-    path = Path(run_dir) / "metrics.jsonl" if run_dir else None
-    if path is None or not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash: skip it, keep the rest
+    rows = files.read_jsonl(Path(run_dir) / "metrics.jsonl") if run_dir else []
     return [r for r in rows if "epoch" in r]
 
 
@@ -95,8 +39,6 @@ def write_plots(report: dict, out_dir: Path, curves: list[dict]) -> dict[str, Pa
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from textlstm.checkpoint import atomic_write
-
     out_dir = Path(out_dir)
     written = {}
 
@@ -105,7 +47,7 @@ def write_plots(report: dict, out_dir: Path, curves: list[dict]) -> dict[str, Pa
         fig.tight_layout()
         fig.savefig(buffer, format="png", dpi=100)
         plt.close(fig)
-        atomic_write(out_dir / name, buffer.getvalue())  # like every other bundle file
+        files.atomic_write(out_dir / name, buffer.getvalue())  # like every other bundle file
         written[title] = out_dir / name
 
     if "confusion_matrix" in report:
@@ -140,16 +82,36 @@ def write_plots(report: dict, out_dir: Path, curves: list[dict]) -> dict[str, Pa
         )
         width = bins[0]["hi"] - bins[0]["lo"]
         filled = [b for b in bins if b["count"]]
-        ax.bar([b["lo"] for b in filled], [b["accuracy"] for b in filled], width=width,
-               align="edge", edgecolor="black", label="accuracy")  # fmt: skip
+        ax.bar(
+            [b["lo"] for b in filled],
+            [b["accuracy"] for b in filled],
+            width=width,
+            align="edge",
+            edgecolor="black",
+            label="accuracy",
+        )
         ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
-        ax.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], "o",
-                color="tab:red", label="mean confidence")  # fmt: skip
-        ax.set(ylim=(0, 1), ylabel="accuracy",
-               title=f"Reliability (ECE {report['calibration']['ece']:.4f})")  # fmt: skip
+        ax.plot(
+            [b["confidence"] for b in filled],
+            [b["accuracy"] for b in filled],
+            "o",
+            color="tab:red",
+            label="mean confidence",
+        )
+        ax.set(
+            ylim=(0, 1),
+            ylabel="accuracy",
+            title=f"Reliability (ECE {report['calibration']['ece']:.4f})",
+        )
         ax.legend(loc="upper left")
-        hist.bar([b["lo"] for b in bins], [b["count"] for b in bins], width=width,
-                 align="edge", edgecolor="black", color="gray")  # fmt: skip
+        hist.bar(
+            [b["lo"] for b in bins],
+            [b["count"] for b in bins],
+            width=width,
+            align="edge",
+            edgecolor="black",
+            color="gray",
+        )
         hist.set(xlim=(0, 1), xlabel="confidence of the predicted label", ylabel="texts")
         hist.set_yscale("symlog")  # most texts sit in the top bin; keep the rest visible
         save(fig, "reliability.png", "Reliability diagram")
@@ -177,12 +139,18 @@ def markdown_sections(report: dict, images: dict[str, Path]) -> list[str]:
     """Report.md lines after the metrics table: calibration, errors, images."""
     lines = []
     if "calibration" in report:
-        lines += [f"Expected calibration error ({ECE_BINS} bins): "
-                  f"{report['calibration']['ece']:.4f}", ""]  # fmt: skip
+        lines += [
+            f"Expected calibration error ({ECE_BINS} bins): {report['calibration']['ece']:.4f}",
+            "",
+        ]
     wrong = report.get("confidently_wrong")
     if wrong:
-        lines += ["## Most confidently wrong", "",
-                  "| probability | true | predicted | text |", "|---:|---|---|---|"]  # fmt: skip
+        lines += [
+            "## Most confidently wrong",
+            "",
+            "| probability | true | predicted | text |",
+            "|---:|---|---|---|",
+        ]
         for w in wrong:
             text = " ".join(w["text"].split()).replace("|", "\\|")
             lines.append(f"| {w['probability']:.4f} | {w['true']} | {w['predicted']} | {text} |")
@@ -208,8 +176,6 @@ th{background:#f0f0f0}"""
 
 def write_html(report: dict, images: dict[str, Path], out_dir: Path) -> Path:
     """report.html: tables plus the PNGs inlined as base64, one file to open or mail."""
-    from textlstm.checkpoint import atomic_write
-
     esc = html.escape
     parts = [f"<h1>Evaluation: {esc(str(report.get('split', '?')))} split</h1>", "<ul>"]
     for key in ("checkpoint", "data", "created", "n"):
@@ -234,7 +200,7 @@ def write_html(report: dict, images: dict[str, Path], out_dir: Path) -> Path:
                 ]
                 for name, m in per_label.items()
             ],
-        )  # fmt: skip
+        )
     )
     if "confusion_matrix" in report:
         parts.append("<h2>Confusion matrix (rows: true, columns: predicted)</h2>")
@@ -245,7 +211,7 @@ def write_html(report: dict, images: dict[str, Path], out_dir: Path) -> Path:
                     [n, *row]
                     for n, row in zip(report["labels"], report["confusion_matrix"], strict=True)
                 ],
-            )  # fmt: skip
+            )
         )
     wrong = report.get("confidently_wrong")
     if wrong:
@@ -255,19 +221,22 @@ def write_html(report: dict, images: dict[str, Path], out_dir: Path) -> Path:
             f"<td>{esc(str(w['predicted']))}</td><td class=text>{esc(w['text'])}</td></tr>"
             for w in wrong
         )
-        parts.append("<table><thead><tr><th>probability</th><th>true</th><th>predicted</th>"
-                     f"<th>text</th></tr></thead><tbody>{rows}</tbody></table>")  # fmt: skip
+        parts.append(
+            "<table><thead><tr><th>probability</th><th>true</th><th>predicted</th>"
+            f"<th>text</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
     for title, path in images.items():
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-        parts.append(f'<h2>{esc(title)}</h2><img alt="{esc(title)}" '
-                     f'src="data:image/png;base64,{data}">')  # fmt: skip
+        parts.append(
+            f'<h2>{esc(title)}</h2><img alt="{esc(title)}" src="data:image/png;base64,{data}">'
+        )
     page = (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>textlstm evaluation</title><style>{STYLE}</style></head>"
         f"<body>{''.join(parts)}</body></html>\n"
     )
     path = Path(out_dir) / "report.html"
-    atomic_write(path, page.encode("utf-8"))
+    files.atomic_write(path, page.encode("utf-8"))
     return path
 
 

@@ -117,14 +117,13 @@ def parse_request(body: bytes, max_texts: int, max_chars: int):
     return texts, single, top_k, float(threshold)
 
 
-def create_app(predictor, max_texts=256, max_chars=20_000, max_body=1_000_000,
-               batch_wait_ms=5.0, max_batch=128):  # fmt: skip
+def create_app(
+    predictor, max_texts=256, max_chars=20_000, max_body=1_000_000, batch_wait_ms=5.0, max_batch=128
+):
     """The Starlette app serving one loaded `Predictor`."""
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
-
-    from textlstm.predict import top_labels
 
     batcher = Batcher(predictor, batch_wait_ms, max_batch)
     started = time.time()
@@ -149,18 +148,28 @@ def create_app(predictor, max_texts=256, max_chars=20_000, max_body=1_000_000,
         counts["requests"] += 1
         probs = await batcher.probabilities(texts) if texts else []
         results = [
-            {"labels": [{"label": label, "probability": round(p, 6)}
-                        for label, p in top_labels(row, predictor.labels, top_k, threshold)]}
+            {
+                "labels": [
+                    {"label": label, "probability": round(p, 6)}
+                    for label, p in predictor.pick(row, top_k, threshold)
+                ]
+            }
             for row in probs
-        ]  # fmt: skip
+        ]
         return JSONResponse(results[0] if single else {"results": results})
 
     async def health(_request):
-        return JSONResponse({
-            "status": "ok", "checkpoint": str(predictor.run_dir), "engine": predictor.engine,
-            "uptime_s": round(time.time() - started, 1), "requests": counts["requests"],
-            "batches": batcher.batches, "texts": batcher.texts,
-        })  # fmt: skip
+        return JSONResponse(
+            {
+                "status": "ok",
+                "checkpoint": str(predictor.run_dir),
+                "engine": predictor.engine,
+                "uptime_s": round(time.time() - started, 1),
+                "requests": counts["requests"],
+                "batches": batcher.batches,
+                "texts": batcher.texts,
+            }
+        )
 
     async def labels(_request):
         return JSONResponse({"labels": predictor.labels})
@@ -189,6 +198,10 @@ def serve(checkpoint=None, host="127.0.0.1", port=8000, **limits) -> None:
 
     predictor = Predictor(checkpoint, engine="numpy")
     app = create_app(predictor, **limits)
-    print(f"serving {predictor.run_dir} on http://{host}:{port} "
-          "(POST /classify, GET /health, GET /labels)", file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"serving {predictor.run_dir} on http://{host}:{port} "
+        "(POST /classify, GET /health, GET /labels)",
+        file=sys.stderr,
+        flush=True,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")

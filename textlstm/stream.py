@@ -126,17 +126,24 @@ def batched(items, size: int) -> Iterator[list]:
 class ParquetOutput:
     """Writes prediction rows to parquet a chunk at a time; atomic rename on `close()`.
 
-    Columns: `index` (0-based position in the input), `label` (most likely class, or
-    null when below `--threshold`), `probability` (of that class), and `prob_<label>`
-    for every class, so nothing is lost when a user wants another cut-off later.
+    Columns: `index` (0-based position in the input), `labels` (the picked labels, as
+    `classify` prints them: single-label the top k at or above `--threshold`, multi-label
+    every label at or above its tuned cut), `label` (the first of them, or null),
+    `probability` (of `label`; of the most likely class when nothing was picked), and
+    `prob_<label>` for every class, so nothing is lost when a user wants another cut later.
     """
 
-    def __init__(self, path: str, labels: list[str]):
+    def __init__(self, path: str, labels: list[str], pick):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self.pa, self.path, self.labels = pa, Path(path), labels
-        fields = [("index", pa.int64()), ("label", pa.string()), ("probability", pa.float32())]
+        self.pa, self.path, self.labels, self.pick = pa, Path(path), labels, pick
+        fields = [
+            ("index", pa.int64()),
+            ("label", pa.string()),
+            ("probability", pa.float32()),
+            ("labels", pa.list_(pa.string())),
+        ]
         fields += [(f"prob_{name}", pa.float32()) for name in labels]
         self.schema = pa.schema(fields)
         fd, self.tmp = tempfile.mkstemp(
@@ -145,16 +152,18 @@ class ParquetOutput:
         os.close(fd)
         self.writer = pq.ParquetWriter(self.tmp, self.schema)
 
-    def write(self, start: int, probs, threshold: float = 0.0) -> None:
+    def write(self, start: int, probs, top_k: int = 1, threshold: float = 0.0) -> None:
         import numpy as np
 
-        best = probs.argmax(axis=1)
-        top = probs[np.arange(len(probs)), best]
-        names = [self.labels[b] if p >= threshold else None for b, p in zip(best, top, strict=True)]
+        picks = [self.pick(row, top_k, threshold) for row in probs]
         columns = {
             "index": np.arange(start, start + len(probs), dtype=np.int64),
-            "label": names,
-            "probability": top.astype(np.float32),
+            "label": [p[0][0] if p else None for p in picks],
+            "probability": np.array(
+                [p[0][1] if p else row.max() for p, row in zip(picks, probs, strict=True)],
+                dtype=np.float32,
+            ),
+            "labels": [[label for label, _ in p] for p in picks],
         }
         for i, name in enumerate(self.labels):
             columns[f"prob_{name}"] = probs[:, i].astype(np.float32)
@@ -168,9 +177,90 @@ class ParquetOutput:
             Path(self.tmp).unlink(missing_ok=True)
 
 
+def open_input(texts: tuple[str, ...], file: str | None, text_column: str):
+    """(chunks of texts, total or None) from `classify`'s arguments or its --file (`-`:
+    stdin, also as the only argument)."""
+    if texts == ("-",):
+        texts, file = (), "-"
+    if file and texts:
+        raise TextlstmError("give texts as arguments or with --file, not both")
+    if file:
+        return read_chunks(file, text_column, CHUNK), count_rows(file)
+    if texts:
+        return batched(texts, CHUNK), len(texts)
+    raise TextlstmError(
+        'nothing to classify: give TEXT arguments, --file PATH, or "-" for standard input'
+    )
+
+
+def predict_chunks(predictor, chunks, batch_size: int, bar, warn) -> Iterator[tuple]:
+    """(position of the chunk's first text, texts, probabilities) per chunk; `warn` is
+    told about each empty text (it is classified as unknown input: the model's prior)."""
+    start = 0
+    for chunk in chunks:
+        probs = predictor.probabilities(chunk, batch_size)
+        for number, text in enumerate(chunk, start + 1):
+            if not text.strip():
+                warn(f"text {number} is empty; classified as unknown input")
+        yield start, chunk, probs
+        start += len(chunk)
+        bar.update(len(chunk))
+
+
+def write_predictions(
+    predicted, predictor, output: str | None, fmt: str, top_k: int, threshold: float
+) -> None:
+    """Write `predict_chunks` results as text, JSON, JSONL (stdout or `output`) or parquet."""
+    if fmt == "parquet":
+        if not output:
+            raise TextlstmError("parquet output needs --output FILE.parquet")
+        try:
+            sink, ok = ParquetOutput(output, predictor.labels, predictor.pick), False
+        except OSError as exc:
+            raise TextlstmError(f"cannot write {output}: {exc.strerror or exc}") from exc
+        try:
+            for start, _, probs in predicted:
+                sink.write(start, probs, top_k, threshold)
+            ok = True
+        finally:
+            sink.close(ok)
+        return
+    import click
+
+    try:
+        out = click.open_file(output or "-", "w", encoding="utf-8", atomic=bool(output))
+    except OSError as exc:  # missing folder, no permission, read-only disk
+        raise TextlstmError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    with out:
+        if fmt == "json":
+            out.write("[")
+        for start, chunk, probs in predicted:
+            for index, (text, row) in enumerate(zip(chunk, probs, strict=True), start):
+                picks = predictor.pick(row, top_k, threshold)
+                out.write(format_record(fmt, index, text, picks))
+        if fmt == "json":
+            out.write("]\n")
+
+
+def format_record(fmt: str, index: int, text: str, picks) -> str:
+    """One text's output: tab-separated label/probability pairs, or a JSON record."""
+    if fmt == "text":
+        return "\t".join(f"{label}\t{p:.4f}" for label, p in picks) + "\n"
+    record = {
+        "index": index,
+        "text": text,
+        "labels": [{"label": lb, "probability": round(p, 6)} for lb, p in picks],
+    }
+    if not text.strip():
+        record["empty"] = True
+    line = json.dumps(record, ensure_ascii=False)
+    return line + "\n" if fmt == "jsonl" else ("," if index else "") + line
+
+
 def progress(total: int | None, enabled: bool = True):
     """A texts/s bar on stderr; off when stderr is not a terminal (logs, pipes, tests)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="text", unit_scale=True,
-                disable=not (enabled and sys.stderr.isatty()))  # fmt: skip
+    return tqdm(
+        total=total, unit="text", unit_scale=True, disable=not (enabled and sys.stderr.isatty())
+    )

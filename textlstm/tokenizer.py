@@ -35,7 +35,9 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from textlstm import TextlstmError, __version__
-from textlstm.data import PREPROCESSED_MARKER, DataConfig, load_raw
+from textlstm.config import DataConfig
+from textlstm.data import PREPROCESSED_MARKER, load_raw
+from textlstm.task import SingleLabel, task_of
 
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1
@@ -121,12 +123,11 @@ def tokenize_splits(splits, tok: Tokenizer, cfg: DataConfig):
     """
     import datasets
 
+    first = splits if isinstance(splits, datasets.Dataset) else next(iter(splits.values()))
     features = datasets.Features(
         {
             "text": datasets.Value("string"),
-            "label": datasets.Sequence(datasets.Value("int64"))  # multi-hot (multilabel.py)
-            if cfg.multi_label
-            else datasets.Value("int64"),
+            "label": first.features["label"],  # an id, or a 0/1 row (multi-label)
             "input_ids": datasets.Sequence(datasets.Value("int32")),
             "length": datasets.Value("int32"),
         }
@@ -147,6 +148,7 @@ class Prepared:
     tokenizer: Tokenizer
     label_names: list[str]
     data: DataConfig
+    task: SingleLabel  # single- or multi-label (task.py)
     notes: list[str] = field(default_factory=list)
 
 
@@ -161,7 +163,7 @@ def prepare(cfg: DataConfig, seed: int = 0, tokenizer: Tokenizer | None = None) 
     raw = load_raw(cfg, seed)
     tok = tokenizer or train_tokenizer(raw.splits["train"], cfg)
     splits = tokenize_splits(raw.splits, tok, cfg)
-    return Prepared(splits, tok, raw.label_names, cfg, raw.notes)
+    return Prepared(splits, tok, raw.label_names, cfg, raw.task, raw.notes)
 
 
 def save_preprocessed(prep: Prepared, out: Path) -> None:
@@ -169,7 +171,12 @@ def save_preprocessed(prep: Prepared, out: Path) -> None:
     prep.splits.save_to_disk(str(out / "splits"))
     prep.tokenizer.save(str(out / "tokenizer.json"))
     (out / "labels.json").write_text(json.dumps(prep.label_names, ensure_ascii=False) + "\n")
-    meta = {"textlstm_version": __version__, "data": asdict(prep.data), "notes": prep.notes}
+    meta = {
+        "textlstm_version": __version__,
+        "task": prep.task.name,
+        "data": asdict(prep.data),
+        "notes": prep.notes,
+    }
     (out / PREPROCESSED_MARKER).write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -178,11 +185,19 @@ def load_preprocessed(folder: Path, requested: DataConfig) -> Prepared:
     import datasets
 
     meta = json.loads((folder / PREPROCESSED_MARKER).read_text())
-    saved = DataConfig(**meta["data"])
+    run_task = task_of(meta)  # before `task` was saved, data.multi_label said it
+    saved = DataConfig(**{k: v for k, v in meta["data"].items() if k != "multi_label"})
     notes = list(meta.get("notes", []))
     notes.append(f"using the tokenizer and tokenized splits preprocessed in {folder}")
-    for name in ("tokenizer", "vocab_size", "min_frequency", "lowercase", "digits", "max_len",
-                 "truncation"):  # fmt: skip
+    for name in (
+        "tokenizer",
+        "vocab_size",
+        "min_frequency",
+        "lowercase",
+        "digits",
+        "max_len",
+        "truncation",
+    ):
         if getattr(requested, name) != getattr(DataConfig(), name) and getattr(
             requested, name
         ) != getattr(saved, name):
@@ -196,5 +211,6 @@ def load_preprocessed(folder: Path, requested: DataConfig) -> Prepared:
         tokenizer=Tokenizer.from_file(str(folder / "tokenizer.json")),
         label_names=json.loads((folder / "labels.json").read_text()),
         data=saved,
+        task=run_task,
         notes=notes,
     )

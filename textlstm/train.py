@@ -19,66 +19,20 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from textlstm import TextlstmError, checkpoint, distributed, guards, multilabel, tblog
+from textlstm import TextlstmError, checkpoint, distributed, files, guards, tblog
 from textlstm.averaging import WeightAverage
 from textlstm.batching import column_array, loader
-from textlstm.imbalance import SAMPLERS, loss_weights, parse_class_weights, train_sampler
+from textlstm.config import TrainConfig
+from textlstm.evaluate import evaluate_split, predict_logits
+from textlstm.imbalance import loss_weights, train_sampler
 from textlstm.model import TextLSTM
-from textlstm.tokenizer import PAD_ID
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation and run control (section `train`)."""
-
-    epochs: int = 10
-    batch_size: int = 64  # texts per batch (an upper bound when max_tokens is set)
-    max_tokens: int = 0  # > 0: batches of at most this many padded tokens (GPU)
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.05  # share of all steps spent ramping the LR up from 0
-    schedule: str = "cosine"  # after warm-up: "cosine" | "linear" | "constant"
-    clip_norm: float = 1.0  # global gradient-norm clip; 0 disables
-    label_smoothing: float = 0.0
-    ema: float = 0.0  # > 0: validate and save a moving average of the weights (averaging.py)
-    class_weights: str = "none"  # "none" | "balanced" (n / (k * count)) | "[w0, w1, ...]"
-    sampler: str = "bucket"  # "bucket" | "balanced" (equal share of each class per epoch)
-    metric: str = "macro_f1"  # picks the best epoch: "macro_f1" | "accuracy" | "loss"
-    patience: int = 3  # epochs without improvement before stopping early; 0 = never
-    seed: int = 0
-    device: str = "auto"  # "auto" (CUDA when present) | "cpu" | "cuda" | "cuda:N"
-    precision: str = "fp32"  # "fp32" | "bf16" (autocast)
-    pad_multiple: int = 1  # round batch width up to this (8/16 helps GPU kernels)
-    workers: int = 0  # DataLoader processes building batches ahead of the GPU
-    log_every: int = 20  # steps between progress updates (each is one host sync)
-    eval_batch_size: int = 256
-    test: bool = True  # after training, report on the test split when there is one
-    max_nonfinite: int = 10  # stop after this many consecutive non-finite steps; 0 = never
-    deterministic: bool = False  # deterministic kernels on GPU (see guards.set_deterministic)
-    tensorboard: bool = False  # also write TensorBoard events to <run>/tb (see tblog.py)
-
-    def check(self) -> None:
-        if self.metric not in ("macro_f1", "accuracy", "loss"):
-            raise TextlstmError("train.metric must be macro_f1, accuracy or loss")
-        if self.schedule not in ("cosine", "linear", "constant"):
-            raise TextlstmError("train.schedule must be cosine, linear or constant")
-        parse_class_weights(self.class_weights)
-        if self.sampler not in SAMPLERS:
-            raise TextlstmError(f"train.sampler must be one of {', '.join(SAMPLERS)}")
-        if self.precision not in ("fp32", "bf16"):
-            raise TextlstmError("train.precision must be fp32 or bf16")
-        if self.epochs < 1 or self.batch_size < 1 or self.log_every < 1:
-            raise TextlstmError("train.epochs, batch_size and log_every must be at least 1")
-        if self.max_nonfinite < 0:
-            raise TextlstmError("train.max_nonfinite must be 0 (never stop) or more")
-        if not 0.0 <= self.ema < 1.0:
-            raise TextlstmError("train.ema must be 0 (off) or a decay below 1, e.g. 0.999")
+from textlstm.tokenizer import PAD_ID, prepare
 
 
 class Interrupted(Exception):
@@ -126,7 +80,7 @@ class FitResult:
 def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool = False):
     """Train per `cfg` (a config.RunConfig) into `run_dir`; returns the best model."""
     tc = cfg.train
-    tc.check()
+    cfg.check()
     device = distributed.setup(pick_device(tc.device))  # under torchrun: join the group
     guards.set_deterministic(tc.deterministic, device)  # also sets cudnn.benchmark
     main = distributed.is_main()  # only rank 0 prints and writes files
@@ -137,25 +91,16 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
 
     # -- data: load, check, tokenize (the tokenizer is the run's own on resume) -----------
     guards.seed_everything(tc.seed)
-    tokenizer = checkpoint.load_tokenizer(run_dir) if resume else None
-    prep = distributed.prepare(cfg.data, tc.seed, tokenizer)
-    cfg.data = prep.data
+    prep = prepare_data(cfg.data, tc.seed, checkpoint.load_tokenizer(run_dir) if resume else None)
+    cfg.data, task = prep.data, prep.task  # task: single- or multi-label (task.py)
+    task.check_training(tc, distributed.world_size())
     for note in prep.notes:
         say(note if note.startswith("warning:") else f"note: {note}")
     train_split, val_split = prep.splits["train"], prep.splits["validation"]
-    say(
-        f"data: {len(train_split)} train / {len(val_split)} validation"
-        + (f" / {len(prep.splits['test'])} test" if "test" in prep.splits else "")
-        + f" texts, {len(prep.label_names)} classes, vocab {prep.tokenizer.get_vocab_size()}"
+    say(describe_data(prep))
+    class_weight = loss_weights(
+        tc.class_weights, column_array(train_split, "label"), prep.label_names
     )
-
-    multi = prep.data.multi_label  # sigmoid outputs and BCE; see multilabel.py
-    if multi and (tc.class_weights != "none" or tc.sampler != "bucket"):
-        raise TextlstmError("train.class_weights and train.sampler apply to single-label data")
-    if multi and distributed.active():
-        raise TextlstmError("multi-label data trains in one process only (no --nproc/torchrun)")
-    class_weight = None if multi else loss_weights(
-        tc.class_weights, column_array(train_split, "label"), prep.label_names)  # fmt: skip
     if class_weight is not None:  # rare classes count more in the loss
         say(f"class weights: {', '.join(f'{w:.3g}' for w in class_weight)}")
         class_weight = torch.tensor(class_weight, dtype=torch.float32, device=device)
@@ -167,14 +112,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         from textlstm.vectors import apply_vectors
 
         say(apply_vectors(model, prep.tokenizer, cfg.model, train_split))
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embedding" in n]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay}],
-        lr=tc.lr,
-        weight_decay=0.0,
-        fused=True,  # skips a non-finite step on the device (guards.NonFiniteGuard)
-    )
+    optimizer = make_optimizer(model, tc)
     guard = guards.NonFiniteGuard(device, tc.max_nonfinite)
     sampler = train_sampler(train_split, tc, distributed.rank(), distributed.world_size())
     total_steps = tc.epochs * len(sampler.batches(0))
@@ -182,97 +120,80 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         optimizer, lambda step: lr_factor(step, total_steps, tc)
     )
     batches = loader(train_split, sampler, PAD_ID, tc.workers, pin_memory=device.type == "cuda")
-    config = checkpoint.bundle_config(cfg.data, cfg.model, tc, vocab, prep.label_names)
     if main:
+        config = checkpoint.bundle_config(
+            cfg.data, cfg.model, tc, vocab, prep.label_names, task.name
+        )
         checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
     net = distributed.wrap(model, device)  # DDP under torchrun; `model` holds the weights
-    say(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
-        + (f", {distributed.world_size()} processes" if distributed.active() else ""))  # fmt: skip
+    say(
+        f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
+        + (f", {distributed.world_size()} processes" if distributed.active() else "")
+    )
 
     # -- resume: weights, optimiser, schedule, RNG streams, position --------------------
-    start_epoch, skip, step, best, stale = 0, 0, 0, None, 0
+    state = checkpoint.load_train_state(run_dir) if resume else {}
+    start_epoch, skip, step, best, stale = restore(state, model, optimizer, schedule, guard)
     if resume:
-        state = checkpoint.load_train_state(run_dir)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        start_epoch, skip, step = state["epoch"], state["batches_done"], state["step"]
-        best, stale = state["best"], state["stale"]
-        guard.skipped += state.get("nonfinite_steps", 0)
-        guards.restore_rng_state(state)
         say(f"resuming {run_dir} at epoch {start_epoch + 1}, batch {skip}, step {step}")
         if main:  # a crash after an epoch's row, before its state: that epoch runs again
             checkpoint.keep_metrics_rows(run_dir, start_epoch)
-
     average = WeightAverage(model, tc.ema) if tc.ema else None  # starts from the live weights
-    if average and resume and "average" in state:
+    if average and "average" in state:
         average.load_state_dict(state["average"])
     scored = average.model if average else model  # what validation scores and the bundle holds
 
     def save_state(epoch: int, batches_done: int) -> None:
-        if not main:
-            return
-        checkpoint.save_train_state(
-            run_dir,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
+        if main:
+            position = {
                 "epoch": epoch,
                 "batches_done": batches_done,
                 "step": step,
                 "best": best,
                 "stale": stale,
-                "nonfinite_steps": int(guard.skipped),  # sync: only when saving
-                **({"average": average.state_dict()} if average else {}),
-                **guards.rng_state(),
-            },
-        )
-
-    stop = {"signal": None}
-
-    def on_signal(signum, _frame):
-        stop["signal"] = signum  # acted on between steps, never inside one
+                "nonfinite_steps": int(guard.skipped),
+            }  # sync: saves only
+            checkpoint.save_train_state(
+                run_dir, train_state(model, optimizer, schedule, average, position)
+            )
 
     writer = tblog.open_writer(run_dir, resume, step) if tc.tensorboard and main else None
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop, previous = catch_stop_signals()
     try:
         for epoch in range(start_epoch, tc.epochs):
-            # -- one epoch of training steps -------------------------------------------------
+            # -- one epoch of training steps -----------------------------------------
             net.train()
             sampler.set_epoch(epoch, skip)
             guard.new_epoch()
             done, loss_sum, tokens, started = skip, torch.zeros((), device=device), 0, time.time()
             logged = (0.0, 0)  # loss sum and texts at the last log step (TensorBoard)
             bar = tqdm(
-                total=len(sampler.batches(epoch)), initial=skip, unit="batch", leave=False,
-                desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not (main and sys.stderr.isatty()),
-            )  # fmt: skip
+                total=len(sampler.batches(epoch)),
+                initial=skip,
+                unit="batch",
+                leave=False,
+                desc=f"epoch {epoch + 1}/{tc.epochs}",
+                disable=not (main and sys.stderr.isatty()),
+            )
             for batch in batches:
                 tokens += int(batch["lengths"].sum())  # CPU tensor: no device sync
                 ids = batch["input_ids"].to(device, non_blocking=True)
                 lengths = batch["lengths"].to(device, non_blocking=True)
-                labels = batch["labels"].to(device, non_blocking=True)
+                targets = batch["labels"].to(device, non_blocking=True)
                 with torch.autocast(device.type, torch.bfloat16, enabled=tc.precision == "bf16"):
                     logits = net(ids, lengths)
-                if multi:
-                    loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-                else:
-                    loss = F.cross_entropy(
-                        logits.float(), labels, class_weight, label_smoothing=tc.label_smoothing
-                    )
+                loss = task.loss(logits, targets, class_weight, tc.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
-                # DDP: the gradient of the whole global batch's mean loss (see distributed.py)
-                (loss * distributed.loss_scale(len(labels), sampler.global_size(done))).backward()
+                # DDP: the gradient of the whole global batch's mean loss (distributed.py)
+                (loss * distributed.loss_scale(len(targets), sampler.global_size(done))).backward()
                 norm = guards.grad_norm(model.parameters(), tc.clip_norm)
-                keep = guard.check(optimizer, loss.detach(), norm, len(labels))
+                keep = guard.check(optimizer, loss.detach(), norm, len(targets))
                 optimizer.step()  # a no-op when the guard flagged the step
                 schedule.step()
                 if average:
                     average.update(model)
-                loss_sum += torch.where(keep > 0, loss.detach(), 0.0) * len(labels)
-                done += 1
-                step += 1
+                loss_sum += torch.where(keep > 0, loss.detach(), 0.0) * len(targets)
+                done, step = done + 1, step + 1
                 bar.update(1)
                 if done % tc.log_every == 0:
                     avg, skipped = guard.read(loss_sum, step, run_dir)  # sync: every log_every
@@ -300,36 +221,33 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                 total, kept, tokens = distributed.sum_all(train_loss * kept, kept, tokens)
                 train_loss = total / max(kept, 1)
 
-            # -- validation, metrics.jsonl, best bundle, early stopping -------------------
-            report = distributed.evaluate(
-                scored, val_split, prep.label_names, device, tc.eval_batch_size, tc.precision
+            # -- validation, metrics.jsonl, best bundle, early stopping ---------------
+            report = evaluate_split(
+                scored, val_split, prep.label_names, device, task, tc.eval_batch_size, tc.precision
             )
             row = {
-                "epoch": epoch + 1, "step": step, "train_loss": train_loss,
-                "val_loss": report["loss"], "val_accuracy": report["accuracy"],
-                "val_macro_f1": report["macro_f1"], "lr": schedule.get_last_lr()[0],
-                "tokens_per_s": tokens / max(elapsed, 1e-9), "epoch_s": elapsed,
+                "epoch": epoch + 1,
+                "step": step,
+                "train_loss": train_loss,
+                **{
+                    f"val_{k}": report[k]
+                    for k in ("loss", "accuracy", "macro_f1", *task.extra_metrics)
+                },
+                "lr": schedule.get_last_lr()[0],
+                "tokens_per_s": tokens / max(elapsed, 1e-9),
+                "epoch_s": elapsed,
                 "nonfinite_steps": skipped,
-            }  # fmt: skip
-            if multi:
-                row["val_micro_f1"] = report["micro_f1"]
+            }
             if main:
-                with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps(row) + "\n")
+                files.append_jsonl(run_dir / "metrics.jsonl", row)
             if writer is not None:
                 tblog.log_epoch(writer, row)
-            value = report[tc.metric]
-            improved = better(value, best, tc.metric)
-            say(
-                f"epoch {epoch + 1}/{tc.epochs}  train loss {train_loss:.4f}  val loss "
-                f"{report['loss']:.4f}  val acc {report['accuracy']:.4f}  val macro-F1 "
-                f"{report['macro_f1']:.4f}  {row['tokens_per_s']:,.0f} tok/s  {elapsed:.1f}s"
-                + ("  *best" if improved else "")
-            )
+            improved = better(report[tc.metric], best, tc.metric)
+            say(epoch_line(row, tc.epochs) + ("  *best" if improved else ""))
             if improved:
-                best, stale = value, 0
-                metrics = {"epoch": epoch + 1, "step": step, "metric": tc.metric, **row}
+                best, stale = report[tc.metric], 0
                 if main:
+                    metrics = {"epoch": epoch + 1, "step": step, "metric": tc.metric, **row}
                     checkpoint.save_best(run_dir, scored, metrics)
             else:
                 stale += 1
@@ -346,17 +264,100 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     finally:
         if writer is not None:
             writer.close()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         distributed.teardown()
 
-    # -- the result is the best epoch's weights --------------------------------------------
+    # -- the result: the best epoch's weights, and what the task keeps beside them ------
     best_model, _, _ = checkpoint.load_model(run_dir, device)
-    if multi and main:
-        thresholds = multilabel.tune_on_validation(run_dir, best_model, val_split,
-            prep.label_names, device, tc.eval_batch_size, tc.precision)  # fmt: skip
-        say("thresholds tuned on validation: " + ", ".join(
-            f"{n} {t:.3f}" for n, t in zip(prep.label_names, thresholds, strict=True)))  # fmt: skip
     if main:
+        logits = partial(
+            predict_logits, best_model, val_split, device, tc.eval_batch_size, tc.precision
+        )  # called only by a task that needs them
+        message = task.finish(run_dir, column_array(val_split, "label"), logits, prep.label_names)
+        if message:
+            say(message)
         checkpoint.point_latest(run_dir)
     return FitResult(run_dir, best_model, prep, json.loads((run_dir / "metrics.json").read_text()))
+
+
+def prepare_data(data_cfg, seed: int, tokenizer=None):
+    """tokenizer.prepare on every rank with rank 0's tokenizer (the wordpiece trainer is
+    not bit-reproducible, and ranks must agree on every id); rank 0 fills caches first.
+    `tokenizer` (a resumed run's own) is used as is."""
+    if not distributed.active() or tokenizer is not None:
+        return prepare(data_cfg, seed, tokenizer)
+    prep = prepare(data_cfg, seed) if distributed.is_main() else None
+    text = distributed.share(prep.tokenizer.to_str() if prep else None)
+    if prep is not None:
+        return prep
+    from tokenizers import Tokenizer
+
+    return prepare(data_cfg, seed, Tokenizer.from_str(text))
+
+
+def describe_data(prep) -> str:
+    sizes = " / ".join(
+        f"{len(prep.splits[s])} {s}" for s in ("train", "validation", "test") if s in prep.splits
+    )
+    return (
+        f"data: {sizes} texts, {len(prep.label_names)} classes, "
+        f"vocab {prep.tokenizer.get_vocab_size()}"
+    )
+
+
+def make_optimizer(model, tc: TrainConfig):
+    """AdamW with weight decay on the weight matrices only (not biases, not embeddings)."""
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embedding" in n]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay}],
+        lr=tc.lr,
+        weight_decay=0.0,
+        fused=True,  # skips a non-finite step on the device (guards.NonFiniteGuard)
+    )
+
+
+def train_state(model, optimizer, schedule, average, position: dict) -> dict:
+    """Everything `--resume` needs: weights, optimiser, schedule, average, RNG, position."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        **position,
+        **({"average": average.state_dict()} if average else {}),
+        **guards.rng_state(),
+    }
+
+
+def restore(state: dict, model, optimizer, schedule, guard) -> tuple:
+    """Load a train_state into the live objects; (epoch, batches done, step, best, stale)."""
+    if not state:
+        return 0, 0, 0, None, 0
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    guard.skipped += state.get("nonfinite_steps", 0)
+    guards.restore_rng_state(state)
+    return state["epoch"], state["batches_done"], state["step"], state["best"], state["stale"]
+
+
+def epoch_line(row: dict, epochs: int) -> str:
+    return (
+        f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f}  val loss "
+        f"{row['val_loss']:.4f}  val acc {row['val_accuracy']:.4f}  val macro-F1 "
+        f"{row['val_macro_f1']:.4f}  {row['tokens_per_s']:,.0f} tok/s  "
+        f"{row['epoch_s']:.1f}s"
+    )
+
+
+def catch_stop_signals() -> tuple[dict, dict]:
+    """SIGINT / SIGTERM set `stop["signal"]`: the loop acts on it between steps, never
+    inside one. Returns (stop, the previous handlers, for the caller to put back)."""
+    stop = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stop["signal"] = signum
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    return stop, previous
