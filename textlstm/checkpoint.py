@@ -100,13 +100,13 @@ def save_best(run_dir: Path, model, metrics: dict) -> None:
     files.write_json(Path(run_dir) / "metrics.json", metrics)
 
 
-def bundle_config(data, model, train, vocab_size: int, label_names, task: str) -> dict:
+def bundle_config(data, model, train, vocab_size: int, label_names, task) -> dict:
     from dataclasses import asdict
 
     return {
         "format_version": FORMAT_VERSION,
         "textlstm_version": __version__,
-        "task": task,  # "single_label" | "multi_label" (task.py)
+        "task": task.name,  # "single_label" | "multi_label" (task.py)
         "vocab_size": vocab_size,
         "num_classes": len(label_names),
         "data": asdict(data),

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-from textlstm import TextlstmError, __version__
+from textlstm import TextlstmError, __version__, distributed
 from textlstm.config import DataConfig
 from textlstm.data import PREPROCESSED_MARKER, load_raw
 from textlstm.task import SingleLabel, task_of
@@ -151,6 +151,17 @@ class Prepared:
     task: SingleLabel  # single- or multi-label (task.py)
     notes: list[str] = field(default_factory=list)
 
+    def describe(self) -> str:
+        sizes = " / ".join(
+            f"{len(self.splits[s])} {s}"
+            for s in ("train", "validation", "test")
+            if s in self.splits
+        )
+        return (
+            f"data: {sizes} texts, {len(self.label_names)} classes, "
+            f"vocab {self.tokenizer.get_vocab_size()}"
+        )
+
 
 def prepare(cfg: DataConfig, seed: int = 0, tokenizer: Tokenizer | None = None) -> Prepared:
     """Load `cfg.source` and tokenize it, or reuse a `textlstm preprocess` folder as is.
@@ -164,6 +175,17 @@ def prepare(cfg: DataConfig, seed: int = 0, tokenizer: Tokenizer | None = None) 
     tok = tokenizer or train_tokenizer(raw.splits["train"], cfg)
     splits = tokenize_splits(raw.splits, tok, cfg)
     return Prepared(splits, tok, raw.label_names, cfg, raw.task, raw.notes)
+
+
+def prepare_shared(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None = None) -> Prepared:
+    """`prepare` on every rank of a torchrun job, with rank 0's tokenizer (the wordpiece
+    trainer is not bit-reproducible, and ranks must agree on every id); rank 0 fills the
+    caches first. One process: `prepare` itself."""
+    if not distributed.active() or tokenizer is not None:
+        return prepare(cfg, seed, tokenizer)
+    prep = prepare(cfg, seed) if distributed.is_main() else None
+    text = distributed.share(prep.tokenizer.to_str() if prep else None)
+    return prep if prep is not None else prepare(cfg, seed, Tokenizer.from_str(text))
 
 
 def save_preprocessed(prep: Prepared, out: Path) -> None:

@@ -32,7 +32,7 @@ from textlstm.config import TrainConfig
 from textlstm.evaluate import evaluate_split, predict_logits
 from textlstm.imbalance import loss_weights, train_sampler
 from textlstm.model import TextLSTM
-from textlstm.tokenizer import PAD_ID, prepare
+from textlstm.tokenizer import PAD_ID, prepare_shared
 
 
 class Interrupted(Exception):
@@ -91,13 +91,13 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
 
     # -- data: load, check, tokenize (the tokenizer is the run's own on resume) -----------
     guards.seed_everything(tc.seed)
-    prep = prepare_data(cfg.data, tc.seed, checkpoint.load_tokenizer(run_dir) if resume else None)
+    prep = prepare_shared(cfg.data, tc.seed, checkpoint.load_tokenizer(run_dir) if resume else None)
     cfg.data, task = prep.data, prep.task  # task: single- or multi-label (task.py)
     task.check_training(tc, distributed.world_size())
     for note in prep.notes:
         say(note if note.startswith("warning:") else f"note: {note}")
     train_split, val_split = prep.splits["train"], prep.splits["validation"]
-    say(describe_data(prep))
+    say(prep.describe())
     class_weight = loss_weights(
         tc.class_weights, column_array(train_split, "label"), prep.label_names
     )
@@ -112,98 +112,53 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         from textlstm.vectors import apply_vectors
 
         say(apply_vectors(model, prep.tokenizer, cfg.model, train_split))
-    optimizer = make_optimizer(model, tc)
-    guard = guards.NonFiniteGuard(device, tc.max_nonfinite)
     sampler = train_sampler(train_split, tc, distributed.rank(), distributed.world_size())
-    total_steps = tc.epochs * len(sampler.batches(0))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, tc)
-    )
+    learner = Learner(model, task, class_weight, tc, device, tc.epochs * len(sampler.batches(0)))
+    guard, schedule = learner.guard, learner.schedule
     batches = loader(train_split, sampler, PAD_ID, tc.workers, pin_memory=device.type == "cuda")
     if main:
-        config = checkpoint.bundle_config(
-            cfg.data, cfg.model, tc, vocab, prep.label_names, task.name
-        )
+        config = checkpoint.bundle_config(cfg.data, cfg.model, tc, vocab, prep.label_names, task)
         checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
-    net = distributed.wrap(model, device)  # DDP under torchrun; `model` holds the weights
     say(
         f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
         + (f", {distributed.world_size()} processes" if distributed.active() else "")
     )
 
-    # -- resume: weights, optimiser, schedule, RNG streams, position --------------------
+    # -- resume: weights, optimiser, schedule, average, RNG streams, position -----------
     state = checkpoint.load_train_state(run_dir) if resume else {}
-    start_epoch, skip, step, best, stale = restore(state, model, optimizer, schedule, guard)
+    start_epoch, skip, step, best, stale = learner.restore(state)
     if resume:
         say(f"resuming {run_dir} at epoch {start_epoch + 1}, batch {skip}, step {step}")
         if main:  # a crash after an epoch's row, before its state: that epoch runs again
             checkpoint.keep_metrics_rows(run_dir, start_epoch)
-    average = WeightAverage(model, tc.ema) if tc.ema else None  # starts from the live weights
-    if average and "average" in state:
-        average.load_state_dict(state["average"])
-    scored = average.model if average else model  # what validation scores and the bundle holds
+    scored = learner.scored  # what validation scores and the bundle holds
 
     def save_state(epoch: int, batches_done: int) -> None:
         if main:
-            position = {
-                "epoch": epoch,
-                "batches_done": batches_done,
-                "step": step,
-                "best": best,
-                "stale": stale,
-                "nonfinite_steps": int(guard.skipped),
-            }  # sync: saves only
-            checkpoint.save_train_state(
-                run_dir, train_state(model, optimizer, schedule, average, position)
-            )
+            numbers = (epoch, batches_done, step, best, stale, int(guard.skipped))  # sync
+            position = dict(zip(POSITION, numbers, strict=True))
+            checkpoint.save_train_state(run_dir, learner.state(position))
 
     writer = tblog.open_writer(run_dir, resume, step) if tc.tensorboard and main else None
     stop, previous = catch_stop_signals()
     try:
         for epoch in range(start_epoch, tc.epochs):
             # -- one epoch of training steps -----------------------------------------
-            net.train()
+            learner.net.train()
             sampler.set_epoch(epoch, skip)
             guard.new_epoch()
-            done, loss_sum, tokens, started = skip, torch.zeros((), device=device), 0, time.time()
-            logged = (0.0, 0)  # loss sum and texts at the last log step (TensorBoard)
-            bar = tqdm(
-                total=len(sampler.batches(epoch)),
-                initial=skip,
-                unit="batch",
-                leave=False,
-                desc=f"epoch {epoch + 1}/{tc.epochs}",
-                disable=not (main and sys.stderr.isatty()),
+            meter = EpochMeter(device, writer)
+            bar = progress_bar(
+                len(sampler.batches(epoch)), skip, f"epoch {epoch + 1}/{tc.epochs}", main
             )
+            done = skip
             for batch in batches:
-                tokens += int(batch["lengths"].sum())  # CPU tensor: no device sync
-                ids = batch["input_ids"].to(device, non_blocking=True)
-                lengths = batch["lengths"].to(device, non_blocking=True)
-                targets = batch["labels"].to(device, non_blocking=True)
-                with torch.autocast(device.type, torch.bfloat16, enabled=tc.precision == "bf16"):
-                    logits = net(ids, lengths)
-                loss = task.loss(logits, targets, class_weight, tc.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                # DDP: the gradient of the whole global batch's mean loss (distributed.py)
-                (loss * distributed.loss_scale(len(targets), sampler.global_size(done))).backward()
-                norm = guards.grad_norm(model.parameters(), tc.clip_norm)
-                keep = guard.check(optimizer, loss.detach(), norm, len(targets))
-                optimizer.step()  # a no-op when the guard flagged the step
-                schedule.step()
-                if average:
-                    average.update(model)
-                loss_sum += torch.where(keep > 0, loss.detach(), 0.0) * len(targets)
+                loss, keep = learner.step(batch, sampler.global_size(done))
+                meter.add(batch, loss, keep)
                 done, step = done + 1, step + 1
                 bar.update(1)
-                if done % tc.log_every == 0:
-                    avg, skipped = guard.read(loss_sum, step, run_dir)  # sync: every log_every
-                    if writer is not None:  # mean loss since the previous log step
-                        total, seen = avg * guard.kept_texts, guard.kept_texts
-                        window = (total - logged[0]) / max(seen - logged[1], 1)
-                        tblog.log_step(writer, step, window, schedule.get_last_lr()[0])
-                        logged = (total, seen)
-                    rate = tokens / max(time.time() - started, 1e-9)
-                    bar.set_postfix(loss=f"{avg:.4f}", tok_s=f"{rate:,.0f}", skipped=skipped)
+                if done % tc.log_every == 0:  # sync: every log_every steps
+                    bar.set_postfix(meter.log(guard, step, run_dir, schedule.get_last_lr()[0]))
                 if distributed.active() and done % tc.log_every:
                     continue  # DDP: ranks agree on stopping every log_every steps only
                 if distributed.any_rank(stop["signal"] is not None):  # sync: DDP only
@@ -211,33 +166,16 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
                     raise Interrupted(stop["signal"] or signal.SIGTERM, run_dir)
             bar.close()
             skip = 0
-            # sync: end of epoch, before the clock stops, so queued GPU work is counted
-            train_loss, skipped = guard.read(loss_sum, step, run_dir)
-            elapsed = time.time() - started
+            train_loss, skipped, tokens, elapsed = meter.finish(guard, step, run_dir)  # sync
             if skipped:
                 say(f"warning: {skipped} steps so far skipped for a non-finite loss or gradient")
-            if distributed.active():  # sync: DDP only, the epoch's loss over all ranks' texts
-                kept = guard.kept_texts  # read with the loss just above: no extra sync
-                total, kept, tokens = distributed.sum_all(train_loss * kept, kept, tokens)
-                train_loss = total / max(kept, 1)
 
             # -- validation, metrics.jsonl, best bundle, early stopping ---------------
             report = evaluate_split(
                 scored, val_split, prep.label_names, device, task, tc.eval_batch_size, tc.precision
             )
-            row = {
-                "epoch": epoch + 1,
-                "step": step,
-                "train_loss": train_loss,
-                **{
-                    f"val_{k}": report[k]
-                    for k in ("loss", "accuracy", "macro_f1", *task.extra_metrics)
-                },
-                "lr": schedule.get_last_lr()[0],
-                "tokens_per_s": tokens / max(elapsed, 1e-9),
-                "epoch_s": elapsed,
-                "nonfinite_steps": skipped,
-            }
+            lr = schedule.get_last_lr()[0]
+            row = epoch_row(epoch + 1, step, train_loss, report, task, lr, tokens, elapsed, skipped)
             if main:
                 files.append_jsonl(run_dir / "metrics.jsonl", row)
             if writer is not None:
@@ -281,29 +219,113 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     return FitResult(run_dir, best_model, prep, json.loads((run_dir / "metrics.json").read_text()))
 
 
-def prepare_data(data_cfg, seed: int, tokenizer=None):
-    """tokenizer.prepare on every rank with rank 0's tokenizer (the wordpiece trainer is
-    not bit-reproducible, and ranks must agree on every id); rank 0 fills caches first.
-    `tokenizer` (a resumed run's own) is used as is."""
-    if not distributed.active() or tokenizer is not None:
-        return prepare(data_cfg, seed, tokenizer)
-    prep = prepare(data_cfg, seed) if distributed.is_main() else None
-    text = distributed.share(prep.tokenizer.to_str() if prep else None)
-    if prep is not None:
-        return prep
-    from tokenizers import Tokenizer
+class Learner:
+    """What one training step changes: the model (`net`: its DDP wrapper, or itself), the
+    optimiser and schedule, the non-finite guard and the weight average."""
 
-    return prepare(data_cfg, seed, Tokenizer.from_str(text))
+    def __init__(self, model, task, class_weight, tc: TrainConfig, device, total_steps: int):
+        self.model, self.task, self.class_weight, self.tc, self.device = (
+            model,
+            task,
+            class_weight,
+            tc,
+            device,
+        )
+        self.net = distributed.wrap(model, device)  # DDP under torchrun; `model` holds weights
+        self.optimizer = make_optimizer(model, tc)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, total_steps, tc)
+        )
+        self.guard = guards.NonFiniteGuard(device, tc.max_nonfinite)
+        self.average = None  # made by `restore`, from the live (or restored) weights
+
+    @property
+    def scored(self):
+        """The weights validation scores and the bundle holds: the average when on."""
+        return self.average.model if self.average else self.model
+
+    def step(self, batch: dict, global_size: int):
+        """One optimiser step on `batch`; (loss, keep: 0/1 on the device). No host sync."""
+        tc, device = self.tc, self.device
+        ids = batch["input_ids"].to(device, non_blocking=True)
+        lengths = batch["lengths"].to(device, non_blocking=True)
+        targets = batch["labels"].to(device, non_blocking=True)
+        with torch.autocast(device.type, torch.bfloat16, enabled=tc.precision == "bf16"):
+            logits = self.net(ids, lengths)
+        loss = self.task.loss(logits, targets, self.class_weight, tc.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        # DDP: the gradient of the whole global batch's mean loss (see distributed.py)
+        (loss * distributed.loss_scale(len(targets), global_size)).backward()
+        norm = guards.grad_norm(self.model.parameters(), tc.clip_norm)
+        keep = self.guard.check(self.optimizer, loss.detach(), norm, len(targets))
+        self.optimizer.step()  # a no-op when the guard flagged the step
+        self.schedule.step()
+        if self.average:
+            self.average.update(self.model)
+        return loss.detach(), keep
+
+    def state(self, position: dict) -> dict:
+        """Everything `--resume` needs: weights, optimiser, schedule, average, RNG, position."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            **position,
+            **({"average": self.average.state_dict()} if self.average else {}),
+            **guards.rng_state(),
+        }
+
+    def restore(self, state: dict) -> tuple:
+        """Load a train_state ({} for a new run); (epoch, batches done, step, best, stale)."""
+        position = (0, 0, 0, None, 0)
+        if state:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            self.guard.skipped += state.get("nonfinite_steps", 0)
+            guards.restore_rng_state(state)
+            position = tuple(state[k] for k in POSITION[:5])
+        if self.tc.ema:
+            self.average = WeightAverage(self.model, self.tc.ema)
+            if "average" in state:
+                self.average.load_state_dict(state["average"])
+        return position
 
 
-def describe_data(prep) -> str:
-    sizes = " / ".join(
-        f"{len(prep.splits[s])} {s}" for s in ("train", "validation", "test") if s in prep.splits
-    )
-    return (
-        f"data: {sizes} texts, {len(prep.label_names)} classes, "
-        f"vocab {prep.tokenizer.get_vocab_size()}"
-    )
+class EpochMeter:
+    """An epoch's running loss (summed on the device), tokens (counted on the CPU) and
+    time; read at log steps and at the end of the epoch, the only host syncs."""
+
+    def __init__(self, device, writer=None):
+        self.loss_sum, self.tokens = torch.zeros((), device=device), 0
+        self.started, self.writer = time.time(), writer
+        self.logged = (0.0, 0)  # loss sum and texts at the last log step (TensorBoard)
+
+    def add(self, batch: dict, loss, keep) -> None:
+        self.tokens += int(batch["lengths"].sum())  # CPU tensor: no device sync
+        self.loss_sum += torch.where(keep > 0, loss, 0.0) * len(batch["labels"])
+
+    def log(self, guard, step: int, run_dir, lr: float) -> dict:
+        """The progress bar's fields; TensorBoard gets the mean loss since the last log."""
+        avg, skipped = guard.read(self.loss_sum, step, run_dir)  # sync
+        if self.writer is not None:
+            total, seen = avg * guard.kept_texts, guard.kept_texts
+            window = (total - self.logged[0]) / max(seen - self.logged[1], 1)
+            tblog.log_step(self.writer, step, window, lr)
+            self.logged = (total, seen)
+        rate = self.tokens / max(time.time() - self.started, 1e-9)
+        return {"loss": f"{avg:.4f}", "tok_s": f"{rate:,.0f}", "skipped": skipped}
+
+    def finish(self, guard, step: int, run_dir) -> tuple[float, int, int, float]:
+        """(mean train loss, steps skipped so far, tokens, seconds) of the epoch."""
+        # sync: end of epoch, before the clock stops, so queued GPU work is counted
+        train_loss, skipped = guard.read(self.loss_sum, step, run_dir)
+        elapsed, tokens = time.time() - self.started, self.tokens
+        if distributed.active():  # sync: DDP only, the epoch's loss over all ranks' texts
+            kept = guard.kept_texts  # read with the loss just above: no extra sync
+            total, kept, tokens = distributed.sum_all(train_loss * kept, kept, tokens)
+            train_loss = total / max(kept, 1)
+        return train_loss, skipped, tokens, elapsed
 
 
 def make_optimizer(model, tc: TrainConfig):
@@ -318,28 +340,31 @@ def make_optimizer(model, tc: TrainConfig):
     )
 
 
-def train_state(model, optimizer, schedule, average, position: dict) -> dict:
-    """Everything `--resume` needs: weights, optimiser, schedule, average, RNG, position."""
+# A resumable position inside a run, as train_state.pt stores it.
+POSITION = ("epoch", "batches_done", "step", "best", "stale", "nonfinite_steps")
+
+
+def epoch_row(epoch, step, train_loss, report, task, lr, tokens, elapsed, skipped) -> dict:
+    """One metrics.jsonl row: training loss, the task's validation metrics, throughput."""
+    val = {f"val_{k}": report[k] for k in ("loss", "accuracy", "macro_f1", *task.extra_metrics)}
     return {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "schedule": schedule.state_dict(),
-        **position,
-        **({"average": average.state_dict()} if average else {}),
-        **guards.rng_state(),
+        "epoch": epoch,
+        "step": step,
+        "train_loss": train_loss,
+        **val,
+        "lr": lr,
+        "tokens_per_s": tokens / max(elapsed, 1e-9),
+        "epoch_s": elapsed,
+        "nonfinite_steps": skipped,
     }
 
 
-def restore(state: dict, model, optimizer, schedule, guard) -> tuple:
-    """Load a train_state into the live objects; (epoch, batches done, step, best, stale)."""
-    if not state:
-        return 0, 0, 0, None, 0
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    guard.skipped += state.get("nonfinite_steps", 0)
-    guards.restore_rng_state(state)
-    return state["epoch"], state["batches_done"], state["step"], state["best"], state["stale"]
+def progress_bar(total: int, done: int, desc: str, main: bool):
+    """The batch bar of an epoch, on a terminal only (logs and pipes stay clean)."""
+    enabled = main and sys.stderr.isatty()
+    return tqdm(
+        total=total, initial=done, unit="batch", leave=False, desc=desc, disable=not enabled
+    )
 
 
 def epoch_line(row: dict, epochs: int) -> str:
