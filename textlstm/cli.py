@@ -118,21 +118,7 @@ def preprocess(source, text_column, label_column, config_file, overrides, out, s
     type=click.IntRange(min=1),
     help="Train with N processes (DDP) on this machine via torchrun; batch sizes are per process.",
 )
-def train(
-    source,
-    text_column,
-    label_column,
-    config_file,
-    overrides,
-    out,
-    device,
-    seed,
-    resume,
-    overwrite,
-    report_dir,
-    deterministic,
-    nproc,
-):
+def train(resume, out, overwrite, report_dir, device, deterministic, nproc, **options):
     """Train a classifier; ends with the test-split report and the checkpoint path.
 
     \b
@@ -145,7 +131,7 @@ def train(
     from textlstm import distributed
     from textlstm.train import Interrupted, fit
 
-    cfg = train_config(resume, config_file, overrides, source, text_column, label_column, seed)
+    cfg = train_config(resume, **options)
     cfg.train.device = device or cfg.train.device
     cfg.train.deterministic = deterministic or cfg.train.deterministic
     cfg.check()
@@ -163,24 +149,27 @@ def train(
             )
         sys.exit(stop.exit_code)
     if main_rank:
-        splits = result.prepared.splits
-        split = "test" if "test" in splits and cfg.train.test else "validation"
-        if split == "validation":
-            click.echo(
-                "note: no test split (or train.test=false): reporting on validation", err=True
-            )
-        report_for(
-            result.model,
-            splits[split],
-            result.prepared.label_names,
-            result.prepared.task,
-            split,
-            result.run_dir,
-            cfg.data.source,
-            report_dir,
-            cfg.train,
-        )
+        final_report(result, cfg, report_dir)
         click.echo(where_is(result.run_dir))
+
+
+def final_report(result, cfg, report_dir) -> None:
+    """After training: the report on test (validation when there is no test split)."""
+    splits, prep = result.prepared.splits, result.prepared
+    split = "test" if "test" in splits and cfg.train.test else "validation"
+    if split == "validation":
+        click.echo("note: no test split (or train.test=false): reporting on validation", err=True)
+    report_for(
+        result.model,
+        splits[split],
+        prep.label_names,
+        prep.task,
+        split,
+        result.run_dir,
+        cfg.data.source,
+        report_dir,
+        cfg.train,
+    )
 
 
 def train_config(resume, config_file, overrides, source, text_column, label_column, seed):
