@@ -45,7 +45,11 @@ RUN_OUTPUTS = (
     THRESHOLDS_FILE,
     *REPORT_FILES,
 )
+LOCK_FILE = ".lock"  # held by the one process writing a run folder (lock_run)
 DEFAULT_ROOT = Path("checkpoints")
+# The ids every tokenizer.json of a bundle gives its two special tokens.
+PAD, UNK = "[PAD]", "[UNK]"
+PAD_ID, UNK_ID = 0, 1
 
 
 def save_weights(path: Path, state_dict) -> None:
@@ -64,22 +68,33 @@ def start_bundle(run_dir: Path, config: dict, tokenizer, label_names) -> None:
     files.write_json(run_dir / "config.json", config)
 
 
-def open_run_dir(run_dir: Path | None, source: str, resume: bool, overwrite: bool) -> Path:
-    """The folder a training run writes to, checked writable and cleared of an older run.
+def open_run_dir(run_dir: Path | None, source: str, resume: bool, overwrite: bool):
+    """(the folder a training run writes to, its lock): checked writable, locked against a
+    second writer, cleared of an older run's outputs.
 
-    A finished run is never clobbered silently: `overwrite` (or `resume`) must say so.
-    Under torchrun every rank checks it can write; rank 0 alone deletes (after a barrier,
-    so no rank is still looking).
+    A finished run is never clobbered silently: `overwrite` (or `resume`) must say so. A
+    folder holding files that are not a textlstm run is refused: nothing a run did not
+    write is ever deleted. Under torchrun every rank checks it can write; rank 0 alone
+    locks and deletes (after a barrier, so no rank is still looking).
     """
     if not run_dir:
         name = Path(source.rstrip("/")).name.replace(":", "-") or "run"
         run_dir = DEFAULT_ROOT / f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     run_dir = distributed.share(Path(run_dir))  # every rank uses rank 0's folder
-    if not resume and (run_dir / "model.safetensors").exists() and not overwrite:
-        raise TextlstmError(
-            f"{run_dir} already holds a run; pass --overwrite to replace it, "
-            f"--resume {run_dir} to continue it, or choose another --out"
-        )
+    problem = None  # decided by rank 0 before any rank creates a file there, then shared
+    if not resume and distributed.is_main():
+        if foreign_files(run_dir) and not holds_run(run_dir):
+            problem = (
+                f"{run_dir} holds files that are not a textlstm run; choose a new or empty --out"
+            )
+        elif (run_dir / "model.safetensors").exists() and not overwrite:
+            problem = (
+                f"{run_dir} already holds a run; pass --overwrite to replace it, "
+                f"--resume {run_dir} to continue it, or choose another --out"
+            )
+    problem = distributed.share(problem)
+    if problem:
+        raise TextlstmError(problem)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / f".write-test-{distributed.rank()}"  # one per rank: no race
@@ -87,11 +102,56 @@ def open_run_dir(run_dir: Path | None, source: str, resume: bool, overwrite: boo
         probe.unlink()
     except OSError as exc:
         raise TextlstmError(f"cannot write to {run_dir}: {exc.strerror or exc}") from exc
+    lock = lock_run(run_dir) if distributed.is_main() else None
     distributed.barrier()  # every rank has checked before rank 0 deletes anything
     if not resume and distributed.is_main():  # nothing of an older run may survive
         for old in RUN_OUTPUTS:
             (run_dir / old).unlink(missing_ok=True)
-    return run_dir
+    return run_dir, lock
+
+
+def foreign_files(run_dir: Path) -> list[Path]:
+    """Files in `run_dir` other than the lock and write probes a run starts with."""
+    if not run_dir.is_dir():
+        return []
+    ours = lambda p: p.name == LOCK_FILE or p.name.startswith(".write-test-")  # noqa: E731
+    return [p for p in run_dir.iterdir() if not ours(p)]
+
+
+def holds_run(run_dir: Path) -> bool:
+    """`run_dir` has a textlstm config.json (a finished, crashed or interrupted run)."""
+    try:
+        return "format_version" in json.loads((run_dir / "config.json").read_text("utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def lock_run(run_dir: Path):
+    """An exclusive lock on `run_dir/.lock` (holding this process's id), or one line naming
+    the process that holds it. The lock ends with `unlock` or with the process."""
+    import fcntl
+
+    handle = open(run_dir / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise TextlstmError(
+            f"{run_dir} is in use by another textlstm process (pid {holder}); wait for it "
+            "to end, or choose another --out"
+        ) from exc
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def unlock(lock) -> None:
+    if lock is not None:
+        lock.close()  # closing the file releases the flock
 
 
 def save_best(run_dir: Path, model, metrics: dict) -> None:
@@ -119,10 +179,16 @@ def resolve(checkpoint: str | Path | None) -> Path:
     """The run directory to use: `checkpoint`, or what `checkpoints/latest` names."""
     if checkpoint is None:
         latest = DEFAULT_ROOT / "latest"
-        if latest.is_symlink() or latest.is_dir():
-            return latest.resolve()
-        if latest.is_file():
-            return (DEFAULT_ROOT / latest.read_text().strip()).resolve()
+        try:
+            if latest.is_file() and not latest.is_symlink():
+                return (DEFAULT_ROOT / latest.read_text().strip()).resolve(strict=True)
+            if latest.is_symlink() or latest.is_dir():
+                return latest.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:  # a dangling link, or a link loop
+            why = exc.strerror if isinstance(exc, OSError) else exc
+            raise TextlstmError(
+                f"{latest} does not lead to a run ({why}); train again, or pass --checkpoint DIR"
+            ) from exc
         raise TextlstmError(
             "no checkpoint: train one with `textlstm train` (or `make train`), "
             "or pass --checkpoint DIR"
@@ -142,6 +208,10 @@ def read_meta(run_dir: Path) -> tuple[dict, list[str]]:
             "(a run writes them when its first epoch ends)"
         )
     config = read_config(run_dir)
+    if not all(
+        isinstance(config.get(k), int) and config[k] > 0 for k in ("vocab_size", "num_classes")
+    ):
+        raise TextlstmError(f"{run_dir}/config.json lacks a valid vocab_size or num_classes")
     try:
         labels = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -168,6 +238,15 @@ def read_config(run_dir: Path) -> dict:
             f"this textlstm {__version__} reads format {FORMAT_VERSION}: retrain, or use the "
             "textlstm version that wrote it"
         )
+    from textlstm.config import from_dict
+
+    # Bundles written before "task" existed said data.multi_label; every section is then
+    # read through the dataclasses, so an edited value is checked and typed like a --set.
+    legacy = (
+        config.get("data", {}).get("multi_label") if isinstance(config.get("data"), dict) else None
+    )
+    config["task"] = config.get("task") or ("multi_label" if legacy else "single_label")
+    config.update(from_dict(config).as_dict())
     return config
 
 
@@ -183,29 +262,96 @@ def load_tensors(run_dir: Path, framework: str = "pt") -> dict:
         raise TextlstmError(f"{path} is unreadable or truncated ({exc})") from exc
 
 
+def expected_shapes(model, vocab_size: int, num_classes: int) -> dict[str, tuple]:
+    """Every weight's shape for a `ModelConfig`, in `nn.LSTM`'s names (model.py)."""
+    hidden, directions = model.hidden_dim, 2 if model.bidirectional else 1
+    gates = 4 * hidden
+    shapes = {"embedding.weight": (vocab_size, model.emb_dim)}
+    for layer in range(model.num_layers):
+        width = model.emb_dim if layer == 0 else hidden * directions
+        for suffix in ("", "_reverse")[:directions]:
+            s = f"_l{layer}{suffix}"
+            shapes[f"rnn.weight_ih{s}"] = (gates, width)
+            shapes[f"rnn.weight_hh{s}"] = (gates, hidden)
+            shapes[f"rnn.bias_ih{s}"] = shapes[f"rnn.bias_hh{s}"] = (gates,)
+    features = hidden * directions * len(model.pooling.split("+"))
+    shapes["classifier.weight"] = (num_classes, features)
+    shapes["classifier.bias"] = (num_classes,)
+    return shapes
+
+
+def check_weights(run_dir: Path, config: dict, tensors: dict) -> None:
+    """The weights fit config.json (names and shapes) and are finite; else one line."""
+    import numpy as np
+
+    from textlstm.config import from_dict
+
+    model = from_dict(config).model
+    model.check()
+    want = expected_shapes(model, int(config["vocab_size"]), int(config["num_classes"]))
+    got = {name: tuple(t.shape) for name, t in tensors.items()}
+    wrong = [n for n in want if got.get(n) != want[n]] + sorted(set(got) - set(want))
+    if wrong:
+        n = wrong[0]
+        raise TextlstmError(
+            f"{run_dir}: model.safetensors does not fit config.json ({len(wrong)} tensors "
+            f"differ; {n}: {got.get(n, 'missing')} in the weights, {want.get(n, 'none')} "
+            "expected): the files come from different runs, or one was edited"
+        )
+    for name, tensor in tensors.items():
+        if not np.isfinite(np.asarray(tensor, dtype=np.float32)).all():
+            raise TextlstmError(
+                f"{run_dir}: weight {name} holds NaN or infinite values; this model cannot "
+                "answer (retrain it, e.g. with a lower train.lr)"
+            )
+
+
+def load_bundle(run_dir: Path, framework: str = "np") -> tuple[dict, list[str], dict, object]:
+    """(config, labels, weights, tokenizer) of a bundle, each checked against the others:
+    one validation for every engine and verb, refusing any mismatch with one line."""
+    config, labels = read_meta(run_dir)
+    tensors = load_tensors(run_dir, framework)
+    check_weights(run_dir, config, tensors)
+    tokenizer = load_tokenizer(run_dir, config["vocab_size"])
+    return config, labels, tensors, tokenizer
+
+
 def load_model(run_dir: Path, device: str = "cpu", rnn: str | None = None):
     """Rebuild the trained `TextLSTM` from a bundle (optionally with the other `rnn`)."""
-    from textlstm.model import ModelConfig, TextLSTM
+    from textlstm.config import from_dict
+    from textlstm.model import TextLSTM
 
-    config, labels = read_meta(run_dir)
-    model_cfg = ModelConfig(**config["model"])
+    config, labels, tensors, _ = load_bundle(run_dir, "pt")
+    model_cfg = from_dict(config).model
     if rnn is not None:
         model_cfg.rnn = rnn
     model = TextLSTM(model_cfg, config["vocab_size"], len(labels))
-    try:
-        model.load_state_dict(load_tensors(run_dir))
-    except RuntimeError as exc:
-        raise TextlstmError(f"{run_dir}: weights do not fit config.json ({exc})") from exc
+    model.load_state_dict(tensors)  # shapes checked by load_bundle
     return model.to(device).eval(), config, labels
 
 
-def load_tokenizer(run_dir: Path):
+def load_tokenizer(run_dir: Path, vocab_size: int | None = None):
+    """tokenizer.json of a run; with `vocab_size`, checked against the weights' rows and
+    for the ids textlstm relies on ([PAD] 0, [UNK] 1)."""
     from tokenizers import Tokenizer
 
+    path = Path(run_dir) / "tokenizer.json"
     try:
-        return Tokenizer.from_file(str(run_dir / "tokenizer.json"))
+        tok = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
-        raise TextlstmError(f"{run_dir}/tokenizer.json is unreadable ({exc})") from exc
+        raise TextlstmError(f"{path} is unreadable ({exc})") from exc
+    if vocab_size is not None:
+        if tok.get_vocab_size() != vocab_size:
+            raise TextlstmError(
+                f"{path} has {tok.get_vocab_size()} tokens but the weights have {vocab_size} "
+                "rows: the files come from different runs"
+            )
+        if (tok.token_to_id(PAD), tok.token_to_id(UNK)) != (PAD_ID, UNK_ID):
+            raise TextlstmError(
+                f"{path} does not map {PAD} to {PAD_ID} and {UNK} to {UNK_ID}: it was not "
+                "written by textlstm"
+            )
+    return tok
 
 
 def point_latest(run_dir: Path) -> Path | None:

@@ -15,6 +15,19 @@ from textlstm import TextlstmError, __version__
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class Probability(click.FloatRange):
+    """A number in [0, 1]; NaN (which every comparison fails) is refused too."""
+
+    def __init__(self):
+        super().__init__(0, 1)
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if number != number:
+            self.fail("nan is not a probability", param, ctx)
+        return number
+
+
 class Group(click.Group):
     def invoke(self, ctx):
         try:
@@ -134,10 +147,8 @@ def train(resume, out, overwrite, report_dir, device, deterministic, nproc, **op
     cfg = train_config(resume, **options)
     cfg.train.device = device or cfg.train.device
     cfg.train.deterministic = deterministic or cfg.train.deterministic
-    cfg.check()
+    cfg.check()  # fit prints the config once the data loaded: a bad --data is one line
     main_rank = distributed.is_main()  # under torchrun, rank 0 alone prints and reports
-    if main_rank:
-        click.echo(f"textlstm {__version__}: effective config\n{cfg.describe()}", err=True)
     try:
         result = fit(cfg, Path(resume or out) if resume or out else None, bool(resume), overwrite)
     except Interrupted as stop:
@@ -185,7 +196,13 @@ def train_config(resume, config_file, overrides, source, text_column, label_colu
         )
     cfg = config.from_dict(checkpoint.read_config(Path(resume)))
     for item in overrides:  # e.g. --set train.epochs=20 to extend a run
-        config.apply(cfg, *config.split_override(item))
+        section, key, value = config.split_override(item)
+        if section != "train":  # the weights and token ids were made with these
+            raise TextlstmError(
+                f"--resume keeps the run's {section} settings; "
+                f"--set {section}.{key} needs a new run"
+            )
+        config.apply(cfg, section, key, value)
     return cfg
 
 
@@ -315,7 +332,7 @@ def classify(
     from textlstm.predict import Predictor
 
     fmt = stream.output_format(output, fmt)
-    chunks, total = stream.open_input(texts, file, text_column)
+    chunks, total = stream.open_input(texts, file, text_column, output)
     predictor = Predictor(checkpoint, engine, device)
     warn = lambda msg: click.echo(f"warning: {msg}", err=True)  # noqa: E731
     with stream.progress(total, enabled=bool(file)) as bar:  # not for a few arguments

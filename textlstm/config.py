@@ -12,6 +12,7 @@ section.field=value` overrides, then the dedicated CLI flags (`--data`, `--seed`
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -54,11 +55,16 @@ class DataConfig:
             raise TextlstmError(
                 f"data.truncation must be 'head' or 'head+tail', not {self.truncation!r}"
             )
-        if not 0 < self.validation_fraction < 1:
-            raise TextlstmError("data.validation_fraction must be between 0 and 1, e.g. 0.1")
-        for name in ("vocab_size", "max_len", "min_frequency"):
-            if getattr(self, name) < 1:
-                raise TextlstmError(f"data.{name} must be at least 1")
+        check_ranges(
+            "data",
+            self,
+            {
+                "validation_fraction": "(0, 1)",
+                "vocab_size": ">= 3",
+                "max_len": ">= 1",
+                "min_frequency": ">= 0",
+            },
+        )
 
 
 @dataclass
@@ -85,14 +91,19 @@ class ModelConfig:
             )
         if self.rnn not in ("cudnn", "cell"):
             raise TextlstmError(f"model.rnn must be 'cudnn' or 'cell', not {self.rnn!r}")
-        for name in ("emb_dim", "hidden_dim", "num_layers"):
-            if getattr(self, name) < 1:
-                raise TextlstmError(f"model.{name} must be at least 1")
         if self.freeze_vectors and not self.vectors:
             raise TextlstmError("model.freeze_vectors needs model.vectors=PATH")
-        for name in ("dropout", "embedding_dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise TextlstmError(f"model.{name} must be in [0, 1)")
+        check_ranges(
+            "model",
+            self,
+            {
+                "emb_dim": ">= 1",
+                "hidden_dim": ">= 1",
+                "num_layers": ">= 1",
+                "dropout": "[0, 1)",
+                "embedding_dropout": "[0, 1)",
+            },
+        )
 
 
 def parse_class_weights(value) -> str | list[float]:
@@ -163,12 +174,44 @@ class TrainConfig:
             raise TextlstmError(f"train.sampler must be one of {', '.join(SAMPLERS)}")
         if self.precision not in ("fp32", "bf16"):
             raise TextlstmError("train.precision must be fp32 or bf16")
-        if self.epochs < 1 or self.batch_size < 1 or self.log_every < 1:
-            raise TextlstmError("train.epochs, batch_size and log_every must be at least 1")
-        if self.max_nonfinite < 0:
-            raise TextlstmError("train.max_nonfinite must be 0 (never stop) or more")
-        if not 0.0 <= self.ema < 1.0:
-            raise TextlstmError("train.ema must be 0 (off) or a decay below 1, e.g. 0.999")
+        check_ranges("train", self, TRAIN_RANGES)
+
+
+# Allowed values of train's numbers: "[a, b)" intervals, or ">= a" / "> a".
+TRAIN_RANGES = {
+    "lr": "> 0",
+    "weight_decay": ">= 0",
+    "warmup_ratio": "[0, 1)",
+    "clip_norm": ">= 0",
+    "label_smoothing": "[0, 1)",
+    "ema": "[0, 1)",
+    "epochs": ">= 1",
+    "batch_size": ">= 1",
+    "max_tokens": ">= 0",
+    "patience": ">= 0",
+    "seed": ">= 0",
+    "pad_multiple": ">= 1",
+    "workers": ">= 0",
+    "log_every": ">= 1",
+    "eval_batch_size": ">= 1",
+    "max_nonfinite": ">= 0",
+}
+
+
+def check_ranges(section: str, values, ranges: dict[str, str]) -> None:
+    """Each named field is a finite number inside its range, or one line names it."""
+    for name, allowed in ranges.items():
+        value = getattr(values, name)
+        if allowed.startswith(("[", "(")):
+            low, high = (float(x) for x in allowed[1:-1].split(","))
+            ok = (low <= value if allowed[0] == "[" else low < value) and (
+                value <= high if allowed[-1] == "]" else value < high
+            )
+        else:
+            op, low = allowed.split()
+            ok = value >= float(low) if op == ">=" else value > float(low)
+        if not (math.isfinite(value) and ok):
+            raise TextlstmError(f"{section}.{name}={value!r}: must be {allowed}")
 
 
 @dataclass

@@ -12,7 +12,7 @@ Two engines compute the same function (tested to 1e-5 on fp32 logits):
 import numpy as np
 
 from textlstm import TextlstmError
-from textlstm.checkpoint import load_model, load_tensors, load_tokenizer, read_meta, resolve
+from textlstm.checkpoint import load_bundle, load_model, load_tokenizer, resolve
 from textlstm.metrics import sigmoid
 from textlstm.task import task_of
 from textlstm.tokenizer import PAD_ID, encode
@@ -72,21 +72,22 @@ class Predictor:
 
     def __init__(self, checkpoint=None, engine: str = "auto", device: str = "cpu"):
         self.run_dir = resolve(checkpoint)
-        self.config, self.labels = read_meta(self.run_dir)
-        self.tokenizer = load_tokenizer(self.run_dir)
-        # single-label: softmax; multi-label: a sigmoid per label and its tuned threshold
-        self.task = task_of(self.config).load(self.run_dir, self.labels)
         if engine not in ENGINES:
             raise TextlstmError(f"engine must be one of {', '.join(ENGINES)}")
         self.engine = "torch" if engine == "auto" and device != "cpu" else engine
         self.engine = "numpy" if self.engine == "auto" else self.engine
+        # Either way the bundle is checked whole (checkpoint.load_bundle): weights against
+        # config.json, tokenizer against the weights, every weight finite.
         if self.engine == "numpy":
             if device != "cpu":
                 raise TextlstmError("the numpy engine runs on the CPU; use --engine torch")
-            self.weights = load_tensors(self.run_dir, framework="np")
+            self.config, self.labels, self.weights, self.tokenizer = load_bundle(self.run_dir)
         else:
-            self.model, _, _ = load_model(self.run_dir, device)
+            self.model, self.config, self.labels = load_model(self.run_dir, device)
+            self.tokenizer = load_tokenizer(self.run_dir, self.config["vocab_size"])
             self.device = device
+        # single-label: softmax; multi-label: a sigmoid per label and its tuned threshold
+        self.task = task_of(self.config).load(self.run_dir, self.labels)
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         data = self.config["data"]

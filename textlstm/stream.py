@@ -6,24 +6,24 @@ the chunk size, not on the file size:
 
 - `.parquet` input is read one record batch at a time (`pyarrow.parquet.ParquetFile
   .iter_batches`, only the text column); `.jsonl` and plain text line by line.
-- `.parquet` output goes through one `ParquetWriter` (a row group per chunk) into a
-  temporary file that is renamed into place at the end, so a crash never leaves a
-  half-written file under the final name. JSON/JSONL/text output is written as it comes
-  (through Click's atomic file when `--output` is given).
+- Output to a file goes into a temporary file beside it that is renamed into place only
+  when every text was written (`files.Output`): a crash, a bad input line or Ctrl-C
+  never leaves a half-written file under the final name, nor destroys the previous one.
+  A FIFO or device (`/dev/stdout`) is written as it comes. `.parquet` output is one
+  `ParquetWriter` with a row group per chunk.
 
 Trade-off: texts inside a chunk are sorted by length for batching (little padding);
 across chunks nothing is sorted, so a larger chunk means less padding and more memory.
 No torch import here: the numpy engine keeps the start-up cost of a pipeline small.
 """
 
+import contextlib
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from textlstm import TextlstmError
+from textlstm import TextlstmError, files
 
 CHUNK = 4096  # texts per chunk: ~1 MB of short texts; big enough to batch by length
 
@@ -103,13 +103,21 @@ def jsonl_texts(path: str, text_column: str) -> Iterator[str]:
 
 
 def line_texts(path: str) -> Iterator[str]:
-    stream = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+    """Lines of a text file or stdin; bytes that are not UTF-8 become U+FFFD, as in files."""
+    if path == "-":
+        import io
+
+        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+    else:
+        stream = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
     try:
         for line in stream:
             yield line.rstrip("\n").rstrip("\r")
     finally:
-        if stream is not sys.stdin:
+        if path != "-":
             stream.close()
+        else:
+            stream.detach()  # leave sys.stdin's buffer open
 
 
 def batched(items, size: int) -> Iterator[list]:
@@ -124,7 +132,7 @@ def batched(items, size: int) -> Iterator[list]:
 
 
 class ParquetOutput:
-    """Writes prediction rows to parquet a chunk at a time; atomic rename on `close()`.
+    """Writes prediction rows to parquet, a row group per chunk, into an open binary file.
 
     Columns: `index` (0-based position in the input), `labels` (the picked labels, as
     `classify` prints them: single-label the top k at or above `--threshold`, multi-label
@@ -133,11 +141,11 @@ class ParquetOutput:
     `prob_<label>` for every class, so nothing is lost when a user wants another cut later.
     """
 
-    def __init__(self, path: str, labels: list[str], pick):
+    def __init__(self, file, labels: list[str], pick):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self.pa, self.path, self.labels, self.pick = pa, Path(path), labels, pick
+        self.pa, self.labels, self.pick = pa, labels, pick
         fields = [
             ("index", pa.int64()),
             ("label", pa.string()),
@@ -146,44 +154,36 @@ class ParquetOutput:
         ]
         fields += [(f"prob_{name}", pa.float32()) for name in labels]
         self.schema = pa.schema(fields)
-        fd, self.tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        os.close(fd)
-        self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.writer = pq.ParquetWriter(file, self.schema)
 
     def write(self, start: int, probs, top_k: int = 1, threshold: float = 0.0) -> None:
         import numpy as np
 
         picks = [self.pick(row, top_k, threshold) for row in probs]
+        top = [p[0][1] if p else row.max() for p, row in zip(picks, probs, strict=True)]
         columns = {
             "index": np.arange(start, start + len(probs), dtype=np.int64),
             "label": [p[0][0] if p else None for p in picks],
-            "probability": np.array(
-                [p[0][1] if p else row.max() for p, row in zip(picks, probs, strict=True)],
-                dtype=np.float32,
-            ),
+            "probability": np.array(top, dtype=np.float32),
             "labels": [[label for label, _ in p] for p in picks],
         }
         for i, name in enumerate(self.labels):
             columns[f"prob_{name}"] = probs[:, i].astype(np.float32)
         self.writer.write_table(self.pa.table(columns, schema=self.schema))
 
-    def close(self, ok: bool = True) -> None:
+    def close(self) -> None:
         self.writer.close()
-        if ok:
-            os.replace(self.tmp, self.path)
-        else:
-            Path(self.tmp).unlink(missing_ok=True)
 
 
-def open_input(texts: tuple[str, ...], file: str | None, text_column: str):
+def open_input(texts: tuple[str, ...], file: str | None, text_column: str, output=None):
     """(chunks of texts, total or None) from `classify`'s arguments or its --file (`-`:
     stdin, also as the only argument)."""
     if texts == ("-",):
         texts, file = (), "-"
     if file and texts:
         raise TextlstmError("give texts as arguments or with --file, not both")
+    if files.same_file(file, output):
+        raise TextlstmError(f"--output {output} is the input file: choose another name")
     if file:
         return read_chunks(file, text_column, CHUNK), count_rows(file)
     if texts:
@@ -210,36 +210,30 @@ def predict_chunks(predictor, chunks, batch_size: int, bar, warn) -> Iterator[tu
 def write_predictions(
     predicted, predictor, output: str | None, fmt: str, top_k: int, threshold: float
 ) -> None:
-    """Write `predict_chunks` results as text, JSON, JSONL (stdout or `output`) or parquet."""
-    if fmt == "parquet":
-        if not output:
-            raise TextlstmError("parquet output needs --output FILE.parquet")
-        try:
-            sink, ok = ParquetOutput(output, predictor.labels, predictor.pick), False
-        except OSError as exc:
-            raise TextlstmError(f"cannot write {output}: {exc.strerror or exc}") from exc
-        try:
-            for start, _, probs in predicted:
-                sink.write(start, probs, top_k, threshold)
-            ok = True
-        finally:
-            sink.close(ok)
-        return
-    import click
-
-    try:
-        out = click.open_file(output or "-", "w", encoding="utf-8", atomic=bool(output))
-    except OSError as exc:  # missing folder, no permission, read-only disk
-        raise TextlstmError(f"cannot write {output}: {exc.strerror or exc}") from exc
-    with out:
+    """Write `predict_chunks` results as text, JSON, JSONL (stdout or `output`) or parquet.
+    A file named by `output` appears (or changes) only once every text was written."""
+    if fmt == "parquet" and not output:
+        raise TextlstmError("parquet output needs --output FILE.parquet")
+    with files.Output(output, binary=fmt == "parquet") as out:
+        if fmt == "parquet":
+            sink = ParquetOutput(out.file, predictor.labels, predictor.pick)
+            try:
+                for start, _, probs in predicted:
+                    sink.write(start, probs, top_k, threshold)
+            except BaseException:  # the temp file goes; the writer must not write later
+                with contextlib.suppress(Exception):
+                    sink.close()
+                raise
+            sink.close()
+            return
         if fmt == "json":
-            out.write("[")
+            out.file.write("[")
         for start, chunk, probs in predicted:
             for index, (text, row) in enumerate(zip(chunk, probs, strict=True), start):
                 picks = predictor.pick(row, top_k, threshold)
-                out.write(format_record(fmt, index, text, picks))
+                out.file.write(format_record(fmt, index, text, picks))
         if fmt == "json":
-            out.write("]\n")
+            out.file.write("]\n")
 
 
 def format_record(fmt: str, index: int, text: str, picks) -> str:

@@ -223,9 +223,7 @@ def of_feature(feature) -> SingleLabel:
 
 def task_of(config: dict) -> SingleLabel:
     """The task saved in a bundle's (or preprocessed folder's) config."""
-    name = config.get("task") or (
-        "multi_label" if config.get("data", {}).get("multi_label") else "single_label"
-    )  # bundles written before `task` existed said data.multi_label
+    name = config.get("task") or "single_label"
     if name not in TASKS:
         raise TextlstmError(f"unknown task {name!r} in config.json (known: {', '.join(TASKS)})")
     return TASKS[name]()

@@ -35,12 +35,11 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from textlstm import TextlstmError, __version__, distributed
+from textlstm.checkpoint import PAD, PAD_ID, UNK, UNK_ID
 from textlstm.config import DataConfig
 from textlstm.data import PREPROCESSED_MARKER, load_raw
 from textlstm.task import SingleLabel, task_of
 
-PAD, UNK = "[PAD]", "[UNK]"
-PAD_ID, UNK_ID = 0, 1
 # No token we keep spans more than this many characters on average, so cutting the text
 # at max_len * CHARS_PER_TOKEN characters first never changes which tokens are kept in
 # practice, and bounds the work on huge inputs.
@@ -90,12 +89,18 @@ def train_tokenizer(train_split, cfg: DataConfig) -> Tokenizer:
 
 
 def clip_text(text: str, max_len: int, truncation: str) -> str:
+    """`text` cut to the characters that can hold `max_len` tokens, as valid UTF-8 (a lone
+    surrogate, e.g. from a non-UTF-8 byte in a command-line argument, is replaced)."""
     limit = max_len * CHARS_PER_TOKEN
-    if len(text) <= limit:
-        return text
-    if truncation == "head+tail":
-        return text[: limit // 2] + " " + text[-limit // 2 :]
-    return text[:limit]
+    if len(text) > limit:
+        half = limit // 2
+        text = text[:half] + " " + text[-half:] if truncation == "head+tail" else text[:limit]
+    if not text.isascii():  # bytes escaped by Python's argv decoding first, then the rest
+        try:
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def encode(tok: Tokenizer, texts: list[str], max_len: int, truncation: str = "head"):
@@ -207,7 +212,8 @@ def load_preprocessed(folder: Path, requested: DataConfig) -> Prepared:
     import datasets
 
     meta = json.loads((folder / PREPROCESSED_MARKER).read_text())
-    run_task = task_of(meta)  # before `task` was saved, data.multi_label said it
+    legacy = meta["data"].get("multi_label")  # before `task` was saved, this said it
+    run_task = task_of({"task": meta.get("task") or ("multi_label" if legacy else None)})
     saved = DataConfig(**{k: v for k, v in meta["data"].items() if k != "multi_label"})
     notes = list(meta.get("notes", []))
     notes.append(f"using the tokenizer and tokenized splits preprocessed in {folder}")

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from textlstm import TextlstmError, checkpoint, distributed, files, guards, tblog
+from textlstm import TextlstmError, __version__, checkpoint, distributed, files, guards, tblog
 from textlstm.averaging import WeightAverage
 from textlstm.batching import column_array, loader
 from textlstm.config import TrainConfig
@@ -66,6 +66,9 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def better(value: float, best: float | None, metric: str) -> bool:
+    """A NaN never becomes the best epoch (its weights would answer nothing)."""
+    if math.isnan(value):
+        return False
     return best is None or (value < best if metric == "loss" else value > best)
 
 
@@ -86,14 +89,12 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     main = distributed.is_main()  # only rank 0 prints and writes files
     say = lambda msg: main and print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
-    # -- run directory: never silently clobber a finished run --------------------------
-    run_dir = checkpoint.open_run_dir(run_dir, cfg.data.source, resume, overwrite)
-
     # -- data: load, check, tokenize (the tokenizer is the run's own on resume) -----------
     guards.seed_everything(tc.seed)
     prep = prepare_shared(cfg.data, tc.seed, checkpoint.load_tokenizer(run_dir) if resume else None)
     cfg.data, task = prep.data, prep.task  # task: single- or multi-label (task.py)
     task.check_training(tc, distributed.world_size())
+    say(f"textlstm {__version__}: effective config\n{cfg.describe()}")
     for note in prep.notes:
         say(note if note.startswith("warning:") else f"note: {note}")
     train_split, val_split = prep.splits["train"], prep.splits["validation"]
@@ -116,21 +117,22 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     learner = Learner(model, task, class_weight, tc, device, tc.epochs * len(sampler.batches(0)))
     guard, schedule = learner.guard, learner.schedule
     batches = loader(train_split, sampler, PAD_ID, tc.workers, pin_memory=device.type == "cuda")
-    if main:
-        config = checkpoint.bundle_config(cfg.data, cfg.model, tc, vocab, prep.label_names, task)
-        checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
     say(
         f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
         + (f", {distributed.world_size()} processes" if distributed.active() else "")
     )
 
-    # -- resume: weights, optimiser, schedule, average, RNG streams, position -----------
+    # -- run folder (once the data loaded), resume state, then the bundle's first files --
+    run_dir, lock = checkpoint.open_run_dir(run_dir, cfg.data.source, resume, overwrite)
     state = checkpoint.load_train_state(run_dir) if resume else {}
-    start_epoch, skip, step, best, stale = learner.restore(state)
+    start_epoch, skip, step, best, stale = learner.restore(state, run_dir)
     if resume:
         say(f"resuming {run_dir} at epoch {start_epoch + 1}, batch {skip}, step {step}")
         if main:  # a crash after an epoch's row, before its state: that epoch runs again
             checkpoint.keep_metrics_rows(run_dir, start_epoch)
+    if main:  # written only now: a --resume whose state does not fit changes nothing
+        config = checkpoint.bundle_config(cfg.data, cfg.model, tc, vocab, prep.label_names, task)
+        checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
     scored = learner.scored  # what validation scores and the bundle holds
 
     def save_state(epoch: int, batches_done: int) -> None:
@@ -139,9 +141,10 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             position = dict(zip(POSITION, numbers, strict=True))
             checkpoint.save_train_state(run_dir, learner.state(position))
 
-    writer = tblog.open_writer(run_dir, resume, step) if tc.tensorboard and main else None
     stop, previous = catch_stop_signals()
+    writer = None
     try:
+        writer = tblog.open_writer(run_dir, resume, step) if tc.tensorboard and main else None
         for epoch in range(start_epoch, tc.epochs):
             # -- one epoch of training steps -----------------------------------------
             learner.net.train()
@@ -205,6 +208,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         distributed.teardown()
+        checkpoint.unlock(lock)
 
     # -- the result: the best epoch's weights, and what the task keeps beside them ------
     best_model, _, _ = checkpoint.load_model(run_dir, device)
@@ -275,16 +279,22 @@ class Learner:
             **guards.rng_state(),
         }
 
-    def restore(self, state: dict) -> tuple:
+    def restore(self, state: dict, run_dir=None) -> tuple:
         """Load a train_state ({} for a new run); (epoch, batches done, step, best, stale)."""
         position = (0, 0, 0, None, 0)
         if state:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.schedule.load_state_dict(state["schedule"])
+            try:
+                self.model.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.schedule.load_state_dict(state["schedule"])
+                guards.restore_rng_state(state)
+                position = tuple(state[k] for k in POSITION[:5])
+            except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+                raise TextlstmError(
+                    f"{run_dir}/train_state.pt does not fit this run's model and config "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+                ) from exc
             self.guard.skipped += state.get("nonfinite_steps", 0)
-            guards.restore_rng_state(state)
-            position = tuple(state[k] for k in POSITION[:5])
         if self.tc.ema:
             self.average = WeightAverage(self.model, self.tc.ema)
             if "average" in state:
