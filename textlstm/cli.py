@@ -282,7 +282,7 @@ def evaluate(checkpoint, source, text_column, label_column, split, report_dir, d
 @click.option(
     "--threshold",
     "-t",
-    type=click.FloatRange(0, 1),
+    type=Probability(),
     default=0.0,
     show_default=True,
     help="Only show labels with at least this probability.",
@@ -379,13 +379,20 @@ def export(checkpoint, fmt, out):
     help="Most characters in one text (more: 413).",
 )
 @click.option(
+    "--max-request-chars",
+    type=click.IntRange(min=1),
+    default=200_000,
+    show_default=True,
+    help="Most characters in all texts of one request (more: 413); bounds its time.",
+)
+@click.option(
     "--batch-wait-ms",
     type=click.FloatRange(min=0),
     default=5.0,
     show_default=True,
     help="How long to gather concurrent requests into one batch.",
 )
-def serve(checkpoint, host, port, max_texts, max_chars, batch_wait_ms):
+def serve(checkpoint, host, port, **limits):
     """HTTP JSON API: POST /classify, GET /health, GET /labels (numpy engine).
 
     \b
@@ -393,13 +400,9 @@ def serve(checkpoint, host, port, max_texts, max_chars, batch_wait_ms):
     curl -s localhost:8000/classify -d '{"texts": ["hi", "free prize"], "top_k": 2}'
     Needs: pip install 'textlstm[serve]'.
     """
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in classify; before numpy loads
     from textlstm.serve import serve as run_server
 
-    run_server(
-        checkpoint,
-        host,
-        port,
-        max_texts=max_texts,
-        max_chars=max_chars,
-        batch_wait_ms=batch_wait_ms,
-    )
+    run_server(checkpoint, host, port, **limits)

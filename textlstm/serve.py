@@ -6,7 +6,8 @@ Endpoints:
   (default 1) and `threshold` (default 0), as in `textlstm classify`.
 - `GET /health` -> status, checkpoint, counters; `GET /labels` -> the label names.
 
-Limits (413 with a JSON error): at most `max_texts` texts per request, `max_chars`
+Limits (413 with a JSON error): at most `max_texts` texts per request, `max_request_chars`
+characters in all (so no request holds the server for long: MAX_REQUEST_CHARS), `max_chars`
 characters per text, `max_body` bytes per request body. Malformed JSON is a 400, a
 well-formed request with wrong fields a 422.
 
@@ -18,6 +19,10 @@ same for 1 text as for 64, so under concurrent load batching multiplies throughp
 lone request pays `batch_wait_ms` extra. One batch runs at a time, so the
 event loop stays free to accept requests while the CPU works. Padding never changes a
 text's result, so a text gets the same probabilities whatever it is batched with.
+Every request is validated on its own before it joins a batch, and a batch that fails
+anyway is answered request by request, so a failure stays with the request that caused it
+(a JSON 500); the others get their answers. `textlstm serve` runs BLAS on one thread, as
+`classify` does: the numpy LSTM's small products only lose time to a thread pool.
 """
 
 import asyncio
@@ -27,6 +32,11 @@ import sys
 import time
 
 from textlstm import TextlstmError
+
+# Characters of all texts in one request. The numpy LSTM works through about a million
+# characters in ~1.6 s on one core of a 2-core machine, so this bounds any request (and
+# so every other request's wait behind it) to well under a second.
+MAX_REQUEST_CHARS = 200_000
 
 
 def require_serve():
@@ -71,10 +81,8 @@ class Batcher:
             texts = [t for job_texts, _ in jobs for t in job_texts]
             try:
                 probs = await asyncio.to_thread(self.predictor.probabilities, texts)
-            except Exception as exc:  # answer every waiting request, keep serving
-                for _, future in jobs:
-                    if not future.done():
-                        future.set_exception(exc)
+            except Exception:  # one request's texts must not fail the others: one by one
+                await self.answer_alone(jobs)
                 continue
             self.batches += 1
             self.texts += len(texts)
@@ -84,13 +92,27 @@ class Batcher:
                     future.set_result(probs[start : start + len(job_texts)])
                 start += len(job_texts)
 
+    async def answer_alone(self, jobs) -> None:
+        """Each request of a failed batch on its own: the failure stays with its request."""
+        for job_texts, future in jobs:
+            try:
+                result = await asyncio.to_thread(self.predictor.probabilities, job_texts)
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.texts += len(job_texts)
+            if not future.done():
+                future.set_result(result)
+
     async def probabilities(self, texts: list[str]):
         future = asyncio.get_running_loop().create_future()
         await self.queue.put((texts, future))
         return await future
 
 
-def parse_request(body: bytes, max_texts: int, max_chars: int):
+def parse_request(body: bytes, max_texts: int, max_chars: int, max_request_chars: int):
     """(texts, single, top_k, threshold) from a /classify body, or a RequestError."""
     try:
         data = json.loads(body)
@@ -107,6 +129,18 @@ def parse_request(body: bytes, max_texts: int, max_chars: int):
     longest = max((len(t) for t in texts), default=0)
     if longest > max_chars:
         raise RequestError(413, f"a text has {longest} characters; the limit is {max_chars}")
+    total = sum(len(t) for t in texts)
+    if total > max_request_chars:
+        raise RequestError(
+            413,
+            f"{total} characters in one request; the limit is "
+            f"{max_request_chars} (send several requests)",
+        )
+    for number, text in enumerate(texts, 1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # e.g. a lone surrogate "\ud800"
+            raise RequestError(422, f"text {number} is not valid Unicode ({exc.reason})") from exc
     top_k, threshold = data.get("top_k", 1), data.get("threshold", 0.0)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise RequestError(422, '"top_k" must be an integer of at least 1')
@@ -118,7 +152,13 @@ def parse_request(body: bytes, max_texts: int, max_chars: int):
 
 
 def create_app(
-    predictor, max_texts=256, max_chars=20_000, max_body=1_000_000, batch_wait_ms=5.0, max_batch=128
+    predictor,
+    max_texts=256,
+    max_chars=20_000,
+    max_body=1_000_000,
+    batch_wait_ms=5.0,
+    max_batch=128,
+    max_request_chars=MAX_REQUEST_CHARS,
 ):
     """The Starlette app serving one loaded `Predictor`."""
     from starlette.applications import Starlette
@@ -142,11 +182,16 @@ def create_app(
             if len(body) > max_body:
                 return error(413, f"request body over {max_body} bytes")
         try:
-            texts, single, top_k, threshold = parse_request(body, max_texts, max_chars)
+            texts, single, top_k, threshold = parse_request(
+                body, max_texts, max_chars, max_request_chars
+            )
         except RequestError as exc:
             return error(exc.status, exc.message)
         counts["requests"] += 1
-        probs = await batcher.probabilities(texts) if texts else []
+        try:
+            probs = await batcher.probabilities(texts) if texts else []
+        except Exception as exc:  # confined to this request; the server keeps serving
+            return error(500, f"classification failed: {type(exc).__name__}: {exc}")
         results = [
             {
                 "labels": [
@@ -187,7 +232,11 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         Route("/labels", labels, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+
+    async def unexpected(_request, exc):  # anything else: still a JSON answer
+        return error(500, f"internal error: {type(exc).__name__}")
+
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: unexpected})
 
 
 def serve(checkpoint=None, host="127.0.0.1", port=8000, **limits) -> None:
