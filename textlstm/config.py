@@ -32,14 +32,14 @@ class DataConfig:
     """Where the data comes from and how text becomes token ids (section `data`)."""
 
     source: str = "data/sms_spam"  # folder, file, or hub name ("imdb", "nyu-mll/glue:sst2")
-    text_column: str = "text"
-    label_column: str = "label"
+    text_column: str = "text"  # column holding the text (--text-column)
+    label_column: str = "label"  # column holding the label or a list of labels (--label-column)
     validation_fraction: float = 0.1  # carved (stratified) from train when there is none
     # Tokenizer, trained on the train split only (see tokenizer.py for the trade-offs).
     tokenizer: str = "word"  # "word" (reproducible) | "wordpiece" (subwords, see tokenizer.py)
-    vocab_size: int = 20000
-    min_frequency: int = 2
-    lowercase: bool = True
+    vocab_size: int = 20000  # vocabulary size limit
+    min_frequency: int = 2  # tokens rarer than this in train are left out of the vocabulary
+    lowercase: bool = True  # lower-case before tokenizing
     digits: str = "keep"  # "keep" | "zero": every digit becomes 0 (numbers share tokens)
     max_len: int = 256  # tokens kept per text; longer texts are truncated
     truncation: str = "head"  # "head" keeps the start | "head+tail" keeps start and end
@@ -71,12 +71,12 @@ class DataConfig:
 class ModelConfig:
     """Network shape (section `model`). Vocabulary and class count come from the data."""
 
-    emb_dim: int = 128
+    emb_dim: int = 128  # embedding size (the vectors' dimension with model.vectors)
     hidden_dim: int = 128  # per direction
-    num_layers: int = 2
-    bidirectional: bool = True
+    num_layers: int = 2  # stacked LSTM layers
+    bidirectional: bool = True  # a backward LSTM too, its output joined to the forward one
     dropout: float = 0.3  # between LSTM layers and before the classifier
-    embedding_dropout: float = 0.1
+    embedding_dropout: float = 0.1  # dropout on the embeddings
     pooling: str = "max+last"  # "last", "max", "mean", or several joined with "+"
     rnn: str = "cudnn"  # "cudnn" (fused kernels, exact dense) | "cell" (hand-written)
     vectors: str = ""  # word2vec/GloVe/fastText text file to initialise embeddings (vectors.py)
@@ -138,27 +138,27 @@ def parse_class_weights(value) -> str | list[float]:
 class TrainConfig:
     """Optimisation and run control (section `train`)."""
 
-    epochs: int = 10
+    epochs: int = 10  # epochs at most; early stopping may end the run sooner
     batch_size: int = 64  # texts per batch (an upper bound when max_tokens is set)
     max_tokens: int = 0  # > 0: batches of at most this many padded tokens (GPU)
-    lr: float = 2e-3
-    weight_decay: float = 0.01
+    lr: float = 2e-3  # AdamW learning rate, reached after warm-up
+    weight_decay: float = 0.01  # AdamW (decoupled), on weight matrices only
     warmup_ratio: float = 0.05  # share of all steps spent ramping the LR up from 0
     schedule: str = "cosine"  # after warm-up: "cosine" | "linear" | "constant"
     clip_norm: float = 1.0  # global gradient-norm clip; 0 disables
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # cross-entropy label smoothing (single-label runs)
     ema: float = 0.0  # > 0: validate and save a moving average of the weights (averaging.py)
     class_weights: str = "none"  # "none" | "balanced" (n / (k * count)) | "[w0, w1, ...]"
     sampler: str = "bucket"  # "bucket" | "balanced" (equal share of each class per epoch)
     metric: str = "macro_f1"  # picks the best epoch: "macro_f1" | "accuracy" | "loss"
     patience: int = 3  # epochs without improvement before stopping early; 0 = never
-    seed: int = 0
+    seed: int = 0  # seeds Python, numpy and torch (--seed)
     device: str = "auto"  # "auto" (CUDA when present) | "cpu" | "cuda" | "cuda:N"
     precision: str = "fp32"  # "fp32" | "bf16" (autocast)
     pad_multiple: int = 1  # round batch width up to this (8/16 helps GPU kernels)
     workers: int = 0  # DataLoader processes building batches ahead of the GPU
     log_every: int = 20  # steps between progress updates (each is one host sync)
-    eval_batch_size: int = 256
+    eval_batch_size: int = 256  # texts per batch in validation and evaluation
     test: bool = True  # after training, report on the test split when there is one
     max_nonfinite: int = 10  # stop after this many consecutive non-finite steps; 0 = never
     deterministic: bool = False  # deterministic kernels on GPU (see guards.set_deterministic)
