@@ -37,14 +37,14 @@ class DataConfig:
     """Where the data comes from and how text becomes token ids (section `data`)."""
 
     source: str = "data/sms_spam"  # folder, file, or hub name ("imdb", "nyu-mll/glue:sst2")
-    text_column: str = "text"
-    label_column: str = "label"
+    text_column: str = "text"  # column holding the text (--text-column)
+    label_column: str = "label"  # column holding the label or a list of labels (--label-column)
     validation_fraction: float = 0.1  # carved (stratified) from train when there is none
     # Tokenizer, trained on the train split only (see tokenizer.py for the trade-offs).
     tokenizer: str = "word"  # "word" (reproducible) | "wordpiece" (subwords, see tokenizer.py)
-    vocab_size: int = 20000
-    min_frequency: int = 2
-    lowercase: bool = True
+    vocab_size: int = 20000  # vocabulary size limit
+    min_frequency: int = 2  # tokens rarer than this in train are left out of the vocabulary
+    lowercase: bool = True  # lower-case before tokenizing
     digits: str = "keep"  # "keep" | "zero": every digit becomes 0 (numbers share tokens)
     max_len: int = 256  # tokens kept per text; longer texts are truncated
     truncation: str = "head"  # "head" keeps the start | "head+tail" keeps start and end

@@ -32,12 +32,12 @@ POOLINGS = ("last", "max", "mean")
 class ModelConfig:
     """Network shape (section `model`). Vocabulary and class count come from the data."""
 
-    emb_dim: int = 128
+    emb_dim: int = 128  # embedding size (the vectors' dimension with model.vectors)
     hidden_dim: int = 128  # per direction
-    num_layers: int = 2
-    bidirectional: bool = True
+    num_layers: int = 2  # stacked LSTM layers
+    bidirectional: bool = True  # a backward LSTM too, its output joined to the forward one
     dropout: float = 0.3  # between LSTM layers and before the classifier
-    embedding_dropout: float = 0.1
+    embedding_dropout: float = 0.1  # dropout on the embeddings
     pooling: str = "max+last"  # "last", "max", "mean", or several joined with "+"
     rnn: str = "cudnn"  # "cudnn" (fused kernels, exact dense) | "cell" (hand-written)
     vectors: str = ""  # word2vec/GloVe/fastText text file to initialise embeddings (vectors.py)

@@ -37,27 +37,27 @@ from textlstm.tokenizer import PAD_ID
 class TrainConfig:
     """Optimisation and run control (section `train`)."""
 
-    epochs: int = 10
+    epochs: int = 10  # epochs at most; early stopping may end the run sooner
     batch_size: int = 64  # texts per batch (an upper bound when max_tokens is set)
     max_tokens: int = 0  # > 0: batches of at most this many padded tokens (GPU)
-    lr: float = 2e-3
-    weight_decay: float = 0.01
+    lr: float = 2e-3  # AdamW learning rate, reached after warm-up
+    weight_decay: float = 0.01  # AdamW (decoupled), on weight matrices only
     warmup_ratio: float = 0.05  # share of all steps spent ramping the LR up from 0
     schedule: str = "cosine"  # after warm-up: "cosine" | "linear" | "constant"
     clip_norm: float = 1.0  # global gradient-norm clip; 0 disables
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # cross-entropy label smoothing (single-label runs)
     ema: float = 0.0  # > 0: validate and save a moving average of the weights (averaging.py)
     class_weights: str = "none"  # "none" | "balanced" (n / (k * count)) | "[w0, w1, ...]"
     sampler: str = "bucket"  # "bucket" | "balanced" (equal share of each class per epoch)
     metric: str = "macro_f1"  # picks the best epoch: "macro_f1" | "accuracy" | "loss"
     patience: int = 3  # epochs without improvement before stopping early; 0 = never
-    seed: int = 0
+    seed: int = 0  # seeds Python, numpy and torch (--seed)
     device: str = "auto"  # "auto" (CUDA when present) | "cpu" | "cuda" | "cuda:N"
     precision: str = "fp32"  # "fp32" | "bf16" (autocast)
     pad_multiple: int = 1  # round batch width up to this (8/16 helps GPU kernels)
     workers: int = 0  # DataLoader processes building batches ahead of the GPU
     log_every: int = 20  # steps between progress updates (each is one host sync)
-    eval_batch_size: int = 256
+    eval_batch_size: int = 256  # texts per batch in validation and evaluation
     test: bool = True  # after training, report on the test split when there is one
     max_nonfinite: int = 10  # stop after this many consecutive non-finite steps; 0 = never
     deterministic: bool = False  # deterministic kernels on GPU (see guards.set_deterministic)
