@@ -35,7 +35,7 @@ test: $(STAMP)
 	rm -rf $$hf_home; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
-# Training/inference speed: textbook vs textlstm vs ceiling (docs/SPEED.md). On this CPU use
+# Training/inference speed: textbook vs textlstm vs ceiling (docs/BENCHMARKS.md). On a CPU use
 # a subsample: make bench-speed ARGS="--subsample 8000 --threads 1"
 bench-speed: $(STAMP)
 	$(TEST_ENV) $(BIN)/python bench/speed.py $(ARGS)
@@ -50,7 +50,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q $(PIP_EXTRA) $(TORCH_SPEC) -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-# Both benchmarks, quick forms (minutes on a 2-core CPU); see README "Accuracy and presets".
+# Both benchmarks, quick forms (minutes on a 2-core CPU); see docs/USAGE.md, "Presets and benchmarks".
 bench:
 	$(MAKE) bench-accuracy QUICK=1
 	$(MAKE) bench-speed ARGS="--dataset sst2 --subsample 8000 $(ARGS)"

@@ -80,3 +80,18 @@ def test_missing_onnx_extra_is_one_line(tiny_run, monkeypatch):
         "error: ONNX export needs onnx and onnxruntime (onnxruntime is missing): "
         "pip install 'textlstm[onnx]'"
     ]
+
+
+def test_the_documented_recipe_matches_classify_on_empty_and_long_texts(exported, tiny_run):
+    """docs/USAGE.md's ONNX recipe, run as written, gives classify's probabilities."""
+    from textlstm.metrics import softmax
+    from textlstm.predict import Predictor
+
+    usage = (SMS.parent.parent / "docs" / "USAGE.md").read_text()
+    recipe = usage.split("### ONNX export", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    texts = ["", "free prize " * 400, "see you at lunch"]  # empty; past data.max_len
+    scope = {"texts": texts}
+    recipe = recipe.replace('"exported/', f'"{exported}/')
+    exec(recipe, scope)  # noqa: S102 - the documentation's own code
+    expected = Predictor(tiny_run.run_dir).probabilities(texts)
+    np.testing.assert_allclose(softmax(scope["logits"]), expected, atol=1e-5)

@@ -106,13 +106,14 @@ def test_disk_full_is_one_line_and_keeps_the_previous_output(copy, tmp_path, mon
     assert out.read_text() == "previous\n"
 
 
-def test_disk_full_on_a_device_is_one_line(copy):
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full here")
-    assert "No space left" in error_line(
-        run("classify", "--checkpoint", copy, "-o", "/dev/full", "great film")
-    )
-    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+def test_disk_full_on_a_device_is_one_line(copy, tmp_path):
+    full = tmp_path / "full"  # a private twin of /dev/full: a regression cannot harm the real one
+    try:
+        os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+    except OSError:
+        pytest.skip("cannot create a device node here (needs root)")
+    assert "No space left" in error_line(run("classify", "--checkpoint", copy, "-o", full, "great"))
+    assert stat.S_ISCHR(full.stat().st_mode)
 
 
 def test_output_that_is_the_input_is_refused(copy, tmp_path):
@@ -330,3 +331,45 @@ def test_serve_runs_blas_on_one_thread(copy, monkeypatch):
     monkeypatch.setattr(serve, "serve", lambda *a, **k: seen.update(os.environ))
     assert run("serve", "--checkpoint", copy).exit_code == 0
     assert seen["OPENBLAS_NUM_THREADS"] == "1"
+
+
+# -- every error path: one line, never a traceback ------------------------------------------
+
+
+def bad_invocations(copy, tmp):
+    broken = tmp / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{")
+    toml = tmp / "bad.toml"
+    toml.write_text("[train\nepochs = ")
+    return [
+        ["classify", "--checkpoint", tmp / "nowhere", "x"],
+        ["classify", "--checkpoint", broken, "x"],
+        ["classify", "--checkpoint", copy, "--file", tmp / "missing.txt"],
+        ["classify", "--checkpoint", copy, "--format", "parquet", "x"],
+        ["classify", "--checkpoint", copy, "--engine", "numpy", "--device", "cuda", "x"],
+        ["classify", "--checkpoint", copy, "-o", tmp / "no" / "dir" / "out.txt", "x"],
+        ["evaluate", "--checkpoint", copy, "--split", "nosuch"],
+        ["evaluate", "--checkpoint", copy, "--data", tmp / "nowhere"],
+        ["export", "--checkpoint", tmp / "nowhere", "--format", "onnx"],
+        ["serve", "--checkpoint", broken],
+        ["preprocess", "--data", tmp / "nowhere", "--out", tmp / "prep"],
+        ["train", "--config", toml],
+        ["train", "--config", tmp / "missing.toml"],
+        ["train", "--set", "train.nosuch=1"],
+        ["train", "--set", "nonsense"],
+        ["train", "--resume", tmp / "nowhere"],
+        ["train", "--resume", broken],
+        ["train", "--data", SMS, "--device", "cuda:99"],
+    ]
+
+
+def test_no_error_path_prints_a_traceback(copy, tmp_path, in_tmp):
+    for args in bad_invocations(copy, tmp_path):
+        result = run(*args)
+        unexpected = result.exception and not isinstance(result.exception, SystemExit)
+        assert not unexpected, f"{args}: {result.exception!r}"
+        assert result.exit_code in (1, 2), (args, result.output)
+        assert "Traceback" not in result.output, args
+        if result.exit_code == 1:
+            assert result.stderr.strip().splitlines()[-1].startswith("error: "), args

@@ -22,7 +22,7 @@ Truncation keeps `max_len` tokens: the head, or head and tail (`data.truncation 
 "head+tail"`, useful for reviews whose verdict comes last). Texts are cut to a bounded
 number of characters *before* tokenizing, so a 1,000,000-character input costs no more
 than a long one. An empty text becomes a single `[UNK]`: the model is defined for every
-input (see README, "Empty input").
+input (see docs/USAGE.md, "Classify", "Empty input").
 
 Only `tokenizers` is imported here (fast); `datasets` is needed by the functions that
 take `Dataset`s and is imported there.
