@@ -317,10 +317,12 @@ def test_poison_request_fails_alone_and_errors_are_json(copy):
         with ThreadPoolExecutor(len(bodies)) as pool:
             answers = list(pool.map(lambda b: call(url, "/classify", b), bodies))
         too_big = call(url, "/classify", {"texts": ["word " * 150] * 2})
+        unknown = call(url, "/nowhere")
     assert [status for status, _ in answers[:12]] == [200] * 12
     assert answers[12][0] == 500 and "poisoned batch" in answers[12][1]["error"]
     assert answers[13][0] == 422 and "not valid Unicode" in answers[13][1]["error"]
     assert too_big[0] == 413 and "1500 characters" in too_big[1]["error"]
+    assert unknown == (404, {"error": "Not Found"})
 
 
 def test_serve_runs_blas_on_one_thread(copy, monkeypatch):
@@ -342,7 +344,12 @@ def bad_invocations(copy, tmp):
     (broken / "config.json").write_text("{")
     toml = tmp / "bad.toml"
     toml.write_text("[train\nepochs = ")
+    a_file = tmp / "a-file"
+    a_file.write_text("the user's")
     return [
+        ["evaluate", "--checkpoint", copy, "--data", SMS, "--report-dir", a_file],
+        ["preprocess", "--data", SMS, "--out", a_file],
+        ["preprocess", "--data", SMS, "--out", copy],  # a folder with files in it
         ["classify", "--checkpoint", tmp / "nowhere", "x"],
         ["classify", "--checkpoint", broken, "x"],
         ["classify", "--checkpoint", copy, "--file", tmp / "missing.txt"],
@@ -365,6 +372,7 @@ def bad_invocations(copy, tmp):
 
 
 def test_no_error_path_prints_a_traceback(copy, tmp_path, in_tmp):
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
     for args in bad_invocations(copy, tmp_path):
         result = run(*args)
         unexpected = result.exception and not isinstance(result.exception, SystemExit)
@@ -373,3 +381,5 @@ def test_no_error_path_prints_a_traceback(copy, tmp_path, in_tmp):
         assert "Traceback" not in result.output, args
         if result.exit_code == 1:
             assert result.stderr.strip().splitlines()[-1].startswith("error: "), args
+    assert (tmp_path / "a-file").read_text() == "the user's"
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before

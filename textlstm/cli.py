@@ -98,9 +98,12 @@ def build_config(config_file, overrides, source, text_column, label_column, seed
 @click.option("--seed", type=int, help="Seed for carving a validation split (default 0).")
 def preprocess(source, text_column, label_column, config_file, overrides, out, seed):
     """Load, check and tokenize a dataset once; `train --data OUT` then reuses it."""
+    from textlstm import files
     from textlstm.tokenizer import prepare, save_preprocessed
 
     cfg = build_config(config_file, overrides, source, text_column, label_column, seed)
+    cfg.data.check()
+    files.new_or_empty(out)  # before the slow part: never overwrite what is there
     prep = prepare(cfg.data, cfg.train.seed)
     for note in prep.notes:
         click.echo(f"note: {note}", err=True)

@@ -120,8 +120,7 @@ def write_report(report: dict, out_dir: Path) -> list[Path]:
 
     Training curves come from the `metrics.jsonl` of the report's checkpoint, when present.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = files.make_folder(out_dir)
     report = {**report, "created": datetime.datetime.now().isoformat(timespec="seconds")}
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"
     files.write_json(json_path, report)

@@ -63,6 +63,24 @@ def sync_folder(folder: Path) -> None:
         pass  # some filesystems cannot fsync a directory; the file itself is synced
 
 
+def make_folder(folder) -> Path:
+    """`folder` (and its parents) created if missing; one line when that is impossible."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file by that name, no permission, read-only disk
+        raise TextlstmError(f"cannot create the folder {folder}: {exc.strerror or exc}") from exc
+    return folder
+
+
+def new_or_empty(folder) -> Path:
+    """`folder`, refused with one line when it already holds something."""
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise TextlstmError(f"{folder} already exists and is not an empty folder; choose another")
+    return folder
+
+
 def write_json(path: Path, obj) -> None:
     atomic_write(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
 

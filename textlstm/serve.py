@@ -162,6 +162,7 @@ def create_app(
 ):
     """The Starlette app serving one loaded `Predictor`."""
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
@@ -233,10 +234,14 @@ def create_app(
         Route("/labels", labels, methods=["GET"]),
     ]
 
+    async def http_error(_request, exc):  # 404, 405 ...: JSON like every other answer
+        return error(exc.status_code, str(exc.detail))
+
     async def unexpected(_request, exc):  # anything else: still a JSON answer
         return error(500, f"internal error: {type(exc).__name__}")
 
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: unexpected})
+    handlers = {HTTPException: http_error, Exception: unexpected}
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
 
 
 def serve(checkpoint=None, host="127.0.0.1", port=8000, **limits) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-from textlstm import TextlstmError, __version__, distributed
+from textlstm import TextlstmError, __version__, distributed, files
 from textlstm.checkpoint import PAD, PAD_ID, UNK, UNK_ID
 from textlstm.config import DataConfig
 from textlstm.data import PREPROCESSED_MARKER, load_raw
@@ -194,17 +194,20 @@ def prepare_shared(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None = Non
 
 
 def save_preprocessed(prep: Prepared, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    """Write a `textlstm preprocess` folder into `out`, which must be new or empty (nothing
+    of the user's is overwritten); the marker file comes last, so a folder cut short by a
+    crash is never taken for a complete one."""
+    files.make_folder(files.new_or_empty(out))
     prep.splits.save_to_disk(str(out / "splits"))
-    prep.tokenizer.save(str(out / "tokenizer.json"))
-    (out / "labels.json").write_text(json.dumps(prep.label_names, ensure_ascii=False) + "\n")
+    files.atomic_write(out / "tokenizer.json", prep.tokenizer.to_str().encode())
+    files.write_json(out / "labels.json", prep.label_names)
     meta = {
         "textlstm_version": __version__,
         "task": prep.task.name,
         "data": asdict(prep.data),
         "notes": prep.notes,
     }
-    (out / PREPROCESSED_MARKER).write_text(json.dumps(meta, indent=2) + "\n")
+    files.write_json(out / PREPROCESSED_MARKER, meta)
 
 
 def load_preprocessed(folder: Path, requested: DataConfig) -> Prepared:
