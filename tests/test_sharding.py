@@ -64,3 +64,40 @@ def test_one_rank_is_the_unsharded_sampler_and_global_batches_match_it():
     # Two ranks with 16 each see exactly the batches of one process with 32, split in two.
     _, (r0, r1) = shards(lengths, 2, epoch=1, batch_size=16, seed=3)
     assert [sorted(a + b) for a, b in zip(r0, r1, strict=True)] == [sorted(b) for b in single]
+
+
+def balanced_shards(labels, lengths, world, epoch=0, **kw):
+    from textlstm.imbalance import BalancedBucketSampler
+
+    samplers = [
+        BalancedBucketSampler(labels, lengths, rank=r, world_size=world, **kw) for r in range(world)
+    ]
+    for s in samplers:
+        s.set_epoch(epoch)
+    return samplers, [[b.tolist() for b in s] for s in samplers]
+
+
+def test_balanced_sampler_never_leaves_a_rank_empty_handed():
+    """A long text under a token budget made a global batch of one text: with three
+    processes, two ranks got an empty batch (the balanced sampler lacked merge_small)."""
+    lengths, labels = np.array([1] * 7 + [23]), np.arange(8) % 3
+    _, per_rank = balanced_shards(labels, lengths, 3, batch_size=8, max_tokens=60, seed=5)
+    assert len({len(batches) for batches in per_rank}) == 1
+    assert all(len(b) > 0 for batches in per_rank for b in batches)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 60), min_size=8, max_size=200),
+    world=st.integers(1, 4),
+    max_tokens=st.sampled_from([0, 60, 300]),
+    epoch=st.integers(0, 3),
+)
+def test_balanced_sampler_shards_like_the_bucket_sampler(lengths, world, max_tokens, epoch):
+    labels = np.arange(len(lengths)) % 3
+    kw = dict(batch_size=8, max_tokens=max_tokens, seed=5)
+    samplers, per_rank = balanced_shards(labels, np.array(lengths), world, epoch, **kw)
+    assert len({len(batches) for batches in per_rank}) == 1
+    assert all(len(b) > 0 for batches in per_rank for b in batches)
+    drawn = sorted(i for batches in per_rank for b in batches for i in b)
+    assert len(drawn) == len(lengths)  # one epoch draws as many texts as the split has

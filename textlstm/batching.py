@@ -10,7 +10,9 @@ padded `(B, T)` block of that many tokens: long texts come in small batches and 
 ones in large batches, so every step does a similar amount of work (what a GPU wants).
 
 Every index appears exactly once per epoch. The batches of an epoch depend only on
-(seed, epoch), so a resumed run can rebuild them and skip the ones already done.
+(seed, epoch), so a resumed run can rebuild them and skip the ones already done. Which
+texts an epoch holds, and in which order, is one hook (`epoch_order`); everything after
+it (pools, sorting, cutting, DDP sharding) is shared by every sampler.
 
 Sharding for DistributedDataParallel (`rank`, `world_size` = W > 1): every rank builds
 the same list of *global* batches, as a single process would with `batch_size * W`
@@ -100,16 +102,23 @@ class BucketBatchSampler:
             self._cached_epoch = epoch
         return self._cached
 
+    # Extra words for the epoch's RNG seed: a subclass with its own draws gets its own stream.
+    rng_stream: tuple[int, ...] = ()
+
+    def epoch_order(self, rng: np.random.Generator) -> np.ndarray:
+        """The texts of an epoch, in the order they are pooled: the hook a subclass overrides
+        to draw another epoch (imbalance.BalancedBucketSampler); here, a permutation."""
+        return rng.permutation(len(self.lengths))
+
     def build(self, epoch: int) -> list[np.ndarray]:
-        n = len(self.lengths)
         if not self.shuffle:
             # Evaluation: one global sort gives the least padding; order is restored later.
             return self.cut(np.argsort(-self.lengths, kind="stable"))
-        rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(n)
+        rng = np.random.default_rng([self.seed, epoch, *self.rng_stream])
+        order = self.epoch_order(rng)
         pool = self.pool_batches * self.batch_size
         runs = []
-        for start in range(0, n, pool):
+        for start in range(0, len(order), pool):
             chunk = order[start : start + pool]
             runs.extend(self.cut(chunk[np.argsort(-self.lengths[chunk], kind="stable")]))
         if self.world_size > 1:

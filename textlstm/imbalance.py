@@ -44,8 +44,9 @@ def loss_weights(value, labels, label_names) -> np.ndarray | None:
 class BalancedBucketSampler(BucketBatchSampler):
     """Each epoch: len(labels) texts, an equal share per class, then length-bucketed.
 
-    Like the parent, an epoch's batches depend only on (seed, epoch), so resuming a run
-    rebuilds them exactly. Classes absent from the split are skipped.
+    Only the epoch's draw differs from the parent (`epoch_order`); pooling, cutting and
+    DDP sharding are the parent's. An epoch's batches depend only on (seed, epoch), so
+    resuming a run rebuilds them exactly. Classes absent from the split are skipped.
     """
 
     def __init__(self, labels, lengths, *args, **kwargs):
@@ -55,7 +56,9 @@ class BalancedBucketSampler(BucketBatchSampler):
             raise ValueError("labels and lengths must have the same length")
         self.members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
 
-    def epoch_indices(self, rng: np.random.Generator) -> np.ndarray:
+    rng_stream = (1,)  # its own RNG stream per epoch, apart from the bucket sampler's
+
+    def epoch_order(self, rng: np.random.Generator) -> np.ndarray:
         n, k = len(self.lengths), len(self.members)
         quotas = np.full(k, n // k)
         quotas[rng.permutation(k)[: n % k]] += 1  # the remainder goes to random classes
@@ -67,18 +70,6 @@ class BalancedBucketSampler(BucketBatchSampler):
             picked += [rng.permutation(members) for _ in range(copies)]
             picked.append(rng.permutation(members)[:rest])
         return rng.permutation(np.concatenate(picked))
-
-    def build(self, epoch: int) -> list[np.ndarray]:
-        if not self.shuffle:
-            return super().build(epoch)
-        rng = np.random.default_rng([self.seed, epoch, 1])
-        order = self.epoch_indices(rng)
-        pool = self.pool_batches * self.batch_size
-        runs = []
-        for start in range(0, len(order), pool):
-            chunk = order[start : start + pool]
-            runs.extend(self.cut(chunk[np.argsort(-self.lengths[chunk], kind="stable")]))
-        return [runs[i] for i in rng.permutation(len(runs))]
 
 
 def train_sampler(split, tc, rank: int = 0, world_size: int = 1) -> BucketBatchSampler:
