@@ -14,12 +14,16 @@ import torch
 
 from textlstm.config import ModelConfig
 from textlstm.model import TextLSTM
+from textlstm.ngrams import bag_matrix
 from textlstm.predict import numpy_logits
 
 POOLINGS = ["last", "max", "mean", "max+last", "mean+max", "last+max+mean"]
 CONFIGS = [
     dict(pooling=pooling, bidirectional=bidirectional, num_layers=layers)
     for pooling, bidirectional, layers in itertools.product(POOLINGS, (True, False), (1, 2, 3))
+] + [  # the n-gram branch beside each pooling, one and two directions
+    dict(pooling=pooling, bidirectional=bidirectional, num_layers=2, ngrams=n, ngram_buckets=50)
+    for pooling, bidirectional, n in itertools.product(POOLINGS, (True, False), (1, 3))
 ]
 VOCAB, CLASSES = 30, 3
 
@@ -41,8 +45,14 @@ def test_numpy_engine_equals_torch(shape, rnn):
     cfg = ModelConfig(emb_dim=8, hidden_dim=6, rnn=rnn, **shape)
     model = TextLSTM(cfg, VOCAB, CLASSES).eval()
     ids, lengths = padded_batch()
+    bag = (
+        bag_matrix([ids[r, :n] for r, n in enumerate(lengths)], cfg.ngrams, 50)
+        if cfg.ngrams
+        else None
+    )
     with torch.no_grad():
-        want = model(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+        args = [torch.from_numpy(a) for a in (ids, lengths, bag) if a is not None]
+        want = model(*args).numpy()
     weights = {name: t.numpy() for name, t in model.state_dict().items()}
-    got = numpy_logits(weights, dataclasses.asdict(cfg), ids, lengths)
+    got = numpy_logits(weights, dataclasses.asdict(cfg), ids, lengths, bag)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)

@@ -11,7 +11,17 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "textlstm"
-LEAVES = ("files", "metrics", "labels", "distributed", "datachecks", "hub", "config", "launch")
+LEAVES = (
+    "files",
+    "metrics",
+    "labels",
+    "ngrams",
+    "distributed",
+    "datachecks",
+    "hub",
+    "config",
+    "launch",
+)
 
 
 def imports() -> dict[str, set[str]]:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from textlstm import TextlstmError
+from textlstm.ngrams import bag_matrix
 
 
 class BucketBatchSampler:
@@ -160,22 +161,33 @@ def column_array(split, name: str) -> np.ndarray:
     return values
 
 
+def arrow_lists(split, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(values, offsets) of a list column, straight from Arrow (memory-mapped on disk)."""
+    column = split.with_format("arrow")[name]
+    lists = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    return lists.values.to_numpy(zero_copy_only=False), lists.offsets.to_numpy(zero_copy_only=False)
+
+
 class PaddedBatches:
     """Turns a tokenized split into padded tensor batches for given index arrays.
 
     The token ids are read straight from the Arrow column (values + offsets, memory-mapped
-    when the split is on disk), so building a batch costs a few numpy slices.
+    when the split is on disk), so building a batch costs a few numpy slices. With `bag`
+    = (n, buckets) (a model with an n-gram branch), each batch also carries `ngram_ids`:
+    the hashed 1..n-grams of each whole text (`bag_ids` column), 0-padded (ngrams.py).
     """
 
-    def __init__(self, split, pad_id: int = 0, pad_multiple: int = 1):
-        column = split.with_format("arrow")["input_ids"]
-        ids = column.combine_chunks() if hasattr(column, "combine_chunks") else column
-        self.values = ids.values.to_numpy(zero_copy_only=False)
-        self.offsets = ids.offsets.to_numpy(zero_copy_only=False)
+    def __init__(self, split, pad_id: int = 0, pad_multiple: int = 1, bag=None):
+        self.values, self.offsets = arrow_lists(split, "input_ids")
         self.labels = column_array(split, "label").astype(np.int64)
         self.lengths = np.diff(self.offsets).astype(np.int64)
         self.pad_id = pad_id
         self.pad_multiple = pad_multiple
+        self.bag = bag
+        if bag:
+            if "bag_ids" not in split.column_names:
+                raise TextlstmError("an n-gram model needs the texts' bag_ids (tokenize with bag)")
+            self.bag_values, self.bag_offsets = arrow_lists(split, "bag_ids")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -188,17 +200,21 @@ class PaddedBatches:
         block = np.full((len(index), width), self.pad_id, dtype=np.int64)
         for row, i in enumerate(index):
             block[row, : lengths[row]] = self.values[self.offsets[i] : self.offsets[i + 1]]
-        return {
+        batch = {
             "input_ids": torch.from_numpy(block),
             "lengths": torch.from_numpy(lengths),
             "labels": torch.from_numpy(self.labels[index]),
             "index": torch.from_numpy(index.astype(np.int64)),
         }
+        if self.bag:
+            rows = [self.bag_values[self.bag_offsets[i] : self.bag_offsets[i + 1]] for i in index]
+            batch["ngram_ids"] = torch.from_numpy(bag_matrix(rows, *self.bag))
+        return batch
 
 
-def loader(split, sampler: BucketBatchSampler, pad_id=0, workers=0, pin_memory=False):
+def loader(split, sampler: BucketBatchSampler, pad_id=0, workers=0, pin_memory=False, bag=None):
     """A DataLoader whose items are whole padded batches (built in worker processes)."""
-    batches = PaddedBatches(split, pad_id, sampler.pad_multiple)
+    batches = PaddedBatches(split, pad_id, sampler.pad_multiple, bag)
     return torch.utils.data.DataLoader(
         batches,
         sampler=sampler,

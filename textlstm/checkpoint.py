@@ -275,6 +275,9 @@ def expected_shapes(model, vocab_size: int, num_classes: int) -> dict[str, tuple
             shapes[f"rnn.weight_hh{s}"] = (gates, hidden)
             shapes[f"rnn.bias_ih{s}"] = shapes[f"rnn.bias_hh{s}"] = (gates,)
     features = hidden * directions * len(model.pooling.split("+"))
+    if model.ngrams:
+        shapes["ngram_embedding.weight"] = (model.ngram_buckets + 1, model.ngram_dim)
+        features += model.ngram_dim
     shapes["classifier.weight"] = (num_classes, features)
     shapes["classifier.bias"] = (num_classes,)
     return shapes

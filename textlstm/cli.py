@@ -104,7 +104,7 @@ def preprocess(source, text_column, label_column, config_file, overrides, out, s
     cfg = build_config(config_file, overrides, source, text_column, label_column, seed)
     cfg.data.check()
     files.new_or_empty(out)  # before the slow part: never overwrite what is there
-    prep = prepare(cfg.data, cfg.train.seed)
+    prep = prepare(cfg.data, cfg.train.seed, bag=cfg.model.ngrams > 0)
     for note in prep.notes:
         click.echo(f"note: {note}", err=True)
     save_preprocessed(prep, Path(out))

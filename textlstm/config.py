@@ -79,6 +79,9 @@ class ModelConfig:
     embedding_dropout: float = 0.1  # dropout on the embeddings
     pooling: str = "max+last"  # "last", "max", "mean", or several joined with "+"
     rnn: str = "cudnn"  # "cudnn" (fused kernels, exact dense) | "cell" (hand-written)
+    ngrams: int = 0  # > 0: also a bag of hashed 1..n-grams of the whole text (ngrams.py)
+    ngram_buckets: int = 100_000  # hash buckets of the n-gram bag (rows of its embedding)
+    ngram_dim: int = 64  # size of the n-gram bag's vectors
     vectors: str = ""  # word2vec/GloVe/fastText text file to initialise embeddings (vectors.py)
     freeze_vectors: bool = False  # keep the rows found in `vectors` fixed during training
 
@@ -98,6 +101,9 @@ class ModelConfig:
             self,
             {
                 "emb_dim": ">= 1",
+                "ngrams": ">= 0",
+                "ngram_buckets": ">= 1",
+                "ngram_dim": ">= 1",
                 "hidden_dim": ">= 1",
                 "num_layers": ">= 1",
                 "dropout": "[0, 1)",

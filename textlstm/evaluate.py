@@ -31,13 +31,14 @@ def predict_logits(model, split, device, batch_size: int = 256, precision: str =
     Batches are sorted by length (least padding); `index` puts rows back in place.
     """
     model.eval()
-    batches = PaddedBatches(split)
+    batches = PaddedBatches(split, bag=model.bag)
     sampler = BucketBatchSampler(batches.lengths, batch_size=batch_size, shuffle=False)
     out = None
     for index in sampler:
         batch = batches[index]
+        bag = batch["ngram_ids"].to(device) if "ngram_ids" in batch else None
         with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
-            logits = model(batch["input_ids"].to(device), batch["lengths"].to(device))
+            logits = model(batch["input_ids"].to(device), batch["lengths"].to(device), bag)
         logits = logits.float().cpu().numpy()  # host sync: evaluation only
         if out is None:
             out = np.zeros((len(batches), logits.shape[1]), dtype=np.float32)

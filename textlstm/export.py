@@ -7,8 +7,10 @@ multi-label bundle, `"task": "multi_label"` in config.json, takes a sigmoid per 
 compares it with that label's cut in the copied `thresholds.json`).
 
 Graph contract: inputs `ids` int64 (batch, steps) right-padded with 0 and `lengths`
-int64 (batch,), both axes dynamic; output `logits` float32 (batch, num_classes). Like
-the PyTorch model, padding never changes a text's logits.
+int64 (batch,), both axes dynamic; with an n-gram branch (`model.ngrams`) a third,
+`ngram_ids` int64 (batch, ngrams): each whole text's hashed n-gram buckets, 0-padded
+(`textlstm.ngrams.bag_matrix`). Output `logits` float32 (batch, num_classes). Like the
+PyTorch model, padding never changes a text's logits.
 
 The model is always exported through the dense `cudnn` implementation (same weights as
 `cell`): `torch.lstm` per direction maps onto ONNX's `LSTM` op, and the within-length
@@ -28,6 +30,7 @@ import numpy as np
 
 from textlstm import TextlstmError
 from textlstm.checkpoint import THRESHOLDS_FILE, load_model, resolve
+from textlstm.ngrams import bag_matrix
 
 FORMATS = ("onnx",)
 # Everything a consumer needs beside the graph (thresholds.json: multi-label runs only).
@@ -49,22 +52,32 @@ def require_onnx():
     return onnx, onnxruntime
 
 
-def sample_batch(vocab_size: int, seed: int = 0):
-    """A right-padded batch of mixed lengths (longest first, a length-1 text last)."""
+def sample_batch(vocab_size: int, bag=None, seed: int = 0) -> dict:
+    """Graph inputs for a right-padded batch of mixed lengths (a length-1 text last); with
+    an n-gram branch (`bag` = (n, buckets)), the texts' bucket ids too."""
     rng = np.random.default_rng(seed)
     lengths = np.array([9, 5, 7, 1], dtype=np.int64)
     ids = np.zeros((len(lengths), lengths.max()), dtype=np.int64)
     for row, n in enumerate(lengths):
         ids[row, :n] = rng.integers(1, max(vocab_size, 2), n)
-    return ids, lengths
+    inputs = {"ids": ids, "lengths": lengths}
+    if bag:
+        inputs["ngram_ids"] = bag_matrix([ids[r, :n] for r, n in enumerate(lengths)], *bag)
+    return inputs
 
 
-def torch_export(model, ids, lengths, path: Path) -> str:
+def torch_export(model, inputs: dict, path: Path) -> str:
     """Write the graph with the legacy exporter, or dynamo where that is gone."""
     import torch
 
-    args = (torch.from_numpy(ids), torch.from_numpy(lengths))
-    names = {"input_names": ["ids", "lengths"], "output_names": ["logits"]}
+    args = tuple(torch.from_numpy(a) for a in inputs.values())
+    names = {"input_names": list(inputs), "output_names": ["logits"]}
+    axes = {
+        "ids": {0: "batch", 1: "steps"},
+        "lengths": {0: "batch"},
+        "logits": {0: "batch"},
+        "ngram_ids": {0: "batch", 1: "ngrams"},
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints in the graph
         try:
@@ -74,24 +87,18 @@ def torch_export(model, ids, lengths, path: Path) -> str:
                 str(path),
                 dynamo=False,
                 opset_version=OPSET,
-                dynamic_axes={
-                    "ids": {0: "batch", 1: "steps"},
-                    "lengths": {0: "batch"},
-                    "logits": {0: "batch"},
-                },
+                dynamic_axes={k: v for k, v in axes.items() if k in inputs or k == "logits"},
                 **names,
             )
             return "torchscript"
         except (TypeError, RuntimeError, NotImplementedError) as legacy_error:
             batch, steps = torch.export.Dim("batch"), torch.export.Dim("steps")
+            shapes = {"input_ids": {0: batch, 1: steps}, "lengths": {0: batch}}
+            if "ngram_ids" in inputs:
+                shapes["ngram_ids"] = {0: batch, 1: torch.export.Dim("ngrams")}
             try:
                 torch.onnx.export(
-                    model,
-                    args,
-                    str(path),
-                    dynamo=True,
-                    dynamic_shapes={"input_ids": {0: batch, 1: steps}, "lengths": {0: batch}},
-                    **names,
+                    model, args, str(path), dynamo=True, dynamic_shapes=shapes, **names
                 )
             except Exception as exc:
                 raise TextlstmError(
@@ -109,18 +116,18 @@ def export_onnx(checkpoint=None, out=None) -> dict:
     run_dir = resolve(checkpoint)
     out_dir = Path(out) if out else run_dir / "onnx"
     model, config, _ = load_model(run_dir, "cpu", rnn="cudnn")
-    ids, lengths = sample_batch(config["vocab_size"])
+    inputs = sample_batch(config["vocab_size"], model.bag)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise TextlstmError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
     tmp = out_dir / ".model.onnx.tmp"
-    exporter = torch_export(model, ids, lengths, tmp)
+    exporter = torch_export(model, inputs, tmp)
 
     session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"ids": ids, "lengths": lengths})[0]
+    got = session.run(None, inputs)[0]
     with torch.no_grad():
-        want = model(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+        want = model(*(torch.from_numpy(a) for a in inputs.values())).numpy()
     diff = float(np.abs(got - want).max())
     if not diff <= TOLERANCE:
         tmp.unlink(missing_ok=True)

@@ -86,11 +86,20 @@ class TextLSTM(nn.Module):
             cfg.emb_dim, cfg.hidden_dim, cfg.num_layers, cfg.bidirectional, cfg.dropout
         )
         self.poolings = cfg.pooling.split("+")
-        width = cfg.hidden_dim * self.rnn.num_directions
-        self.classifier = nn.Linear(width * len(self.poolings), num_classes)
+        width = cfg.hidden_dim * self.rnn.num_directions * len(self.poolings)
+        # (n, buckets) of the n-gram bag (ngrams.py), or None: what batches must carry
+        self.bag = (cfg.ngrams, cfg.ngram_buckets) if cfg.ngrams else None
+        if self.bag:
+            self.ngram_embedding = nn.Embedding(cfg.ngram_buckets + 1, cfg.ngram_dim, padding_idx=0)
+            bound = 1.0 / cfg.ngram_dim  # fastText's initialisation: small, so no bucket
+            nn.init.uniform_(self.ngram_embedding.weight, -bound, bound)  # dominates early
+            with torch.no_grad():
+                self.ngram_embedding.weight[0].zero_()
+            width += cfg.ngram_dim
+        self.classifier = nn.Linear(width, num_classes)
 
-    def features(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The pooled text representation, (B, D*H*len(poolings))."""
+    def features(self, input_ids, lengths, ngram_ids=None) -> torch.Tensor:
+        """The pooled text representation, (B, D*H*len(poolings) [+ ngram_dim])."""
         emb = self.embedding(input_ids)
         emb = F.dropout(emb, self.cfg.embedding_dropout, self.training)
         out, h_n = self.rnn.encode(emb, lengths)
@@ -104,9 +113,20 @@ class TextLSTM(nn.Module):
                 pooled.append(out.sum(dim=1) / lengths[:, None].to(out.dtype))  # pads are 0
             else:  # last: forward state at the true last token, backward state at token 0
                 pooled.append(torch.cat(list(h_n), dim=1))
+        if self.bag:
+            if ngram_ids is None:
+                raise ValueError("this model has an n-gram branch: pass ngram_ids")
+            pooled.append(self.ngram_bag(ngram_ids).to(out.dtype))
         return torch.cat(pooled, dim=1)
 
-    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Logits (B, num_classes) for right-padded ids (B, T) and true lengths (B,)."""
-        feats = F.dropout(self.features(input_ids, lengths), self.cfg.dropout, self.training)
-        return self.classifier(feats)
+    def ngram_bag(self, ngram_ids: torch.Tensor) -> torch.Tensor:
+        """Mean vector of each text's n-gram buckets; (B, M) ids right-padded with 0, whose
+        row is zero, so padding adds nothing and the count leaves it out."""
+        counts = (ngram_ids > 0).sum(dim=1, keepdim=True).clamp(min=1)
+        return self.ngram_embedding(ngram_ids).sum(dim=1) / counts
+
+    def forward(self, input_ids, lengths, ngram_ids=None) -> torch.Tensor:
+        """Logits (B, num_classes) for right-padded ids (B, T) and true lengths (B,);
+        with `model.ngrams`, also the texts' n-gram bucket ids (B, M), 0-padded."""
+        feats = self.features(input_ids, lengths, ngram_ids)
+        return self.classifier(F.dropout(feats, self.cfg.dropout, self.training))

@@ -14,8 +14,9 @@ import numpy as np
 from textlstm import TextlstmError
 from textlstm.checkpoint import load_bundle, load_model, load_tokenizer, resolve
 from textlstm.metrics import sigmoid
+from textlstm.ngrams import bag_matrix
 from textlstm.task import task_of
-from textlstm.tokenizer import PAD_ID, encode
+from textlstm.tokenizer import PAD_ID, encode, encode_with_bag
 
 ENGINES = ("auto", "numpy", "torch")
 
@@ -39,8 +40,15 @@ def numpy_lstm_direction(x, mask, w_ih, w_hh, b_ih, b_hh, reverse):
     return out
 
 
-def numpy_logits(w: dict, model_cfg: dict, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """TextLSTM's forward pass (eval mode) in numpy, from the safetensors weights."""
+def numpy_logits(
+    w: dict,
+    model_cfg: dict,
+    ids: np.ndarray,
+    lengths: np.ndarray,
+    ngram_ids: np.ndarray | None = None,
+) -> np.ndarray:
+    """TextLSTM's forward pass (eval mode) in numpy, from the safetensors weights; with an
+    n-gram branch, `ngram_ids` are the texts' 0-padded bucket ids (ngrams.bag_matrix)."""
     steps = ids.shape[1]
     mask = np.arange(steps)[None, :] < lengths[:, None]
     directions = 2 if model_cfg["bidirectional"] else 1
@@ -64,6 +72,9 @@ def numpy_logits(w: dict, model_cfg: dict, ids: np.ndarray, lengths: np.ndarray)
             pooled.append(out.sum(axis=1) / lengths[:, None])
         else:
             pooled.append(np.concatenate(finals, axis=1))
+    if model_cfg.get("ngrams"):  # the mean of each text's bucket vectors; row 0 pads
+        counts = np.maximum((ngram_ids > 0).sum(axis=1, keepdims=True), 1)
+        pooled.append(w["ngram_embedding.weight"][ngram_ids].sum(axis=1) / counts)
     return np.concatenate(pooled, axis=1) @ w["classifier.weight"].T + w["classifier.bias"]
 
 
@@ -90,23 +101,32 @@ class Predictor:
         self.task = task_of(self.config).load(self.run_dir, self.labels)
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
-        data = self.config["data"]
-        return encode(self.tokenizer, texts, data["max_len"], data.get("truncation", "head"))
+        """The ids the LSTM reads, per text (at most data.max_len)."""
+        return self.encoded(texts)[0]
 
-    def batch_logits(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    def encoded(self, texts: list[str]):
+        """(the LSTM's ids per text, the whole texts' ids for an n-gram bag, or None)."""
+        data, model = self.config["data"], self.config["model"]
+        if model.get("ngrams"):
+            return encode_with_bag(self.tokenizer, texts, data["max_len"], data["truncation"])
+        return encode(self.tokenizer, texts, data["max_len"], data["truncation"]), None
+
+    def batch_logits(self, ids: np.ndarray, lengths: np.ndarray, ngram_ids=None) -> np.ndarray:
         if self.engine == "numpy":
-            return numpy_logits(self.weights, self.config["model"], ids, lengths)
+            return numpy_logits(self.weights, self.config["model"], ids, lengths, ngram_ids)
         import torch
 
+        def to(a):
+            return None if a is None else torch.from_numpy(a).to(self.device)
+
         with torch.no_grad():
-            logits = self.model(
-                torch.from_numpy(ids).to(self.device), torch.from_numpy(lengths).to(self.device)
-            )
+            logits = self.model(to(ids), to(lengths), to(ngram_ids))
         return logits.float().cpu().numpy()
 
     def probabilities(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         """(len(texts), num_classes) probabilities; batches sorted by length."""
-        all_ids = self.token_ids(texts)
+        all_ids, whole = self.encoded(texts)
+        model = self.config["model"]
         lengths = np.array([len(i) for i in all_ids], dtype=np.int64)
         probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         order = np.argsort(-lengths, kind="stable")
@@ -115,8 +135,10 @@ class Predictor:
             block = np.full((len(index), lengths[index].max()), PAD_ID, dtype=np.int64)
             for row, i in enumerate(index):
                 block[row, : lengths[i]] = all_ids[i]
-            logits = self.batch_logits(block, lengths[index])
-            probs[index] = self.task.probabilities(logits)
+            bag = None
+            if whole is not None:
+                bag = bag_matrix([whole[i] for i in index], model["ngrams"], model["ngram_buckets"])
+            probs[index] = self.task.probabilities(self.batch_logits(block, lengths[index], bag))
         return probs
 
     def classify(self, texts: list[str], top_k: int = 1, threshold: float = 0.0):

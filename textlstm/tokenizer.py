@@ -38,6 +38,7 @@ from textlstm import TextlstmError, __version__, distributed, files
 from textlstm.checkpoint import PAD, PAD_ID, UNK, UNK_ID
 from textlstm.config import DataConfig
 from textlstm.data import PREPROCESSED_MARKER, load_raw
+from textlstm.ngrams import BAG_CHARS
 from textlstm.task import SingleLabel, task_of
 
 # No token we keep spans more than this many characters on average, so cutting the text
@@ -105,44 +106,67 @@ def clip_text(text: str, max_len: int, truncation: str) -> str:
 
 def encode(tok: Tokenizer, texts: list[str], max_len: int, truncation: str = "head"):
     """Token ids for each text, at most `max_len`, never empty."""
+    check_truncation(truncation)
+    encodings = tok.encode_batch([clip_text(t, max_len, truncation) for t in texts])
+    return [cut(enc.ids or [UNK_ID], max_len, truncation) for enc in encodings]
+
+
+def encode_with_bag(tok: Tokenizer, texts: list[str], max_len: int, truncation: str = "head"):
+    """(ids as `encode` gives them, the ids of the whole text) for a model with an n-gram
+    bag: the text is tokenized once, up to ngrams.BAG_CHARS characters, and the LSTM's
+    `max_len` ids are cut from that."""
+    check_truncation(truncation)
+    limit = BAG_CHARS // CHARS_PER_TOKEN
+    whole = [
+        enc.ids or [UNK_ID]
+        for enc in tok.encode_batch([clip_text(t, limit, "head") for t in texts])
+    ]
+    return [cut(ids, max_len, truncation) for ids in whole], whole
+
+
+def check_truncation(truncation: str) -> None:
     if truncation not in ("head", "head+tail"):
         raise TextlstmError(f"data.truncation must be 'head' or 'head+tail', not {truncation!r}")
-    encodings = tok.encode_batch([clip_text(t, max_len, truncation) for t in texts])
-    result = []
-    for enc in encodings:
-        ids = enc.ids
-        if len(ids) > max_len:
-            if truncation == "head+tail":
-                head = (max_len + 1) // 2
-                ids = ids[:head] + ids[len(ids) - (max_len - head) :]
-            else:
-                ids = ids[:max_len]
-        result.append(ids or [UNK_ID])
-    return result
 
 
-def tokenize_splits(splits, tok: Tokenizer, cfg: DataConfig):
-    """Add `input_ids` and `length` with `Dataset.map` (cached by datasets).
+def cut(ids: list[int], max_len: int, truncation: str) -> list[int]:
+    """At most `max_len` ids: the head, or the first half and the last tokens."""
+    if len(ids) <= max_len:
+        return ids
+    if truncation == "head+tail":
+        head = (max_len + 1) // 2
+        return ids[:head] + ids[len(ids) - (max_len - head) :]
+    return ids[:max_len]
+
+
+def tokenize_splits(splits, tok: Tokenizer, cfg: DataConfig, bag: bool = False):
+    """Add `input_ids` and `length` with `Dataset.map` (cached by datasets); with `bag`,
+    also `bag_ids`, the whole text's ids for the n-gram branch (`model.ngrams`).
 
     `splits` is a `Dataset` or `DatasetDict` with columns text and label.
     """
     import datasets
 
     first = splits if isinstance(splits, datasets.Dataset) else next(iter(splits.values()))
-    features = datasets.Features(
-        {
-            "text": datasets.Value("string"),
-            "label": first.features["label"],  # an id, or a 0/1 row (multi-label)
-            "input_ids": datasets.Sequence(datasets.Value("int32")),
-            "length": datasets.Value("int32"),
-        }
-    )
+    ids_feature = datasets.Sequence(datasets.Value("int32"))
+    features = {
+        "text": datasets.Value("string"),
+        "label": first.features["label"],  # an id, or a 0/1 row (multi-label)
+        "input_ids": ids_feature,
+        "length": datasets.Value("int32"),
+    }
+    if bag:
+        features["bag_ids"] = ids_feature
 
     def add_ids(batch):
-        ids = encode(tok, batch["text"], cfg.max_len, cfg.truncation)
-        return {"input_ids": ids, "length": [len(i) for i in ids]}
+        if not bag:
+            ids = encode(tok, batch["text"], cfg.max_len, cfg.truncation)
+            return {"input_ids": ids, "length": [len(i) for i in ids]}
+        ids, whole = encode_with_bag(tok, batch["text"], cfg.max_len, cfg.truncation)
+        return {"input_ids": ids, "length": [len(i) for i in ids], "bag_ids": whole}
 
-    return splits.map(add_ids, batched=True, batch_size=1000, features=features, desc="tokenizing")
+    return splits.map(add_ids, batched=True, batch_size=1000,
+                      features=datasets.Features(features), desc="tokenizing")  # fmt: skip
 
 
 @dataclass
@@ -168,29 +192,32 @@ class Prepared:
         )
 
 
-def prepare(cfg: DataConfig, seed: int = 0, tokenizer: Tokenizer | None = None) -> Prepared:
+def prepare(
+    cfg: DataConfig, seed: int = 0, tokenizer: Tokenizer | None = None, bag: bool = False
+) -> Prepared:
     """Load `cfg.source` and tokenize it, or reuse a `textlstm preprocess` folder as is.
 
-    `tokenizer` (a resumed run's own) is used instead of training a new one.
+    `tokenizer` (a resumed run's own) is used instead of training a new one; `bag` keeps
+    each text's whole ids for an n-gram branch.
     """
     source = Path(cfg.source).expanduser()
     if (source / PREPROCESSED_MARKER).is_file():
-        return load_preprocessed(source, cfg)
+        return load_preprocessed(source, cfg, bag)
     raw = load_raw(cfg, seed)
     tok = tokenizer or train_tokenizer(raw.splits["train"], cfg)
-    splits = tokenize_splits(raw.splits, tok, cfg)
+    splits = tokenize_splits(raw.splits, tok, cfg, bag)
     return Prepared(splits, tok, raw.label_names, cfg, raw.task, raw.notes)
 
 
-def prepare_shared(cfg: DataConfig, seed: int, tokenizer: Tokenizer | None = None) -> Prepared:
+def prepare_shared(cfg: DataConfig, seed: int, tokenizer=None, bag: bool = False) -> Prepared:
     """`prepare` on every rank of a torchrun job, with rank 0's tokenizer (the wordpiece
     trainer is not bit-reproducible, and ranks must agree on every id); rank 0 fills the
     caches first. One process: `prepare` itself."""
     if not distributed.active() or tokenizer is not None:
-        return prepare(cfg, seed, tokenizer)
-    prep = prepare(cfg, seed) if distributed.is_main() else None
+        return prepare(cfg, seed, tokenizer, bag)
+    prep = prepare(cfg, seed, bag=bag) if distributed.is_main() else None
     text = distributed.share(prep.tokenizer.to_str() if prep else None)
-    return prep if prep is not None else prepare(cfg, seed, Tokenizer.from_str(text))
+    return prep if prep is not None else prepare(cfg, seed, Tokenizer.from_str(text), bag)
 
 
 def save_preprocessed(prep: Prepared, out: Path) -> None:
@@ -210,7 +237,7 @@ def save_preprocessed(prep: Prepared, out: Path) -> None:
     files.write_json(out / PREPROCESSED_MARKER, meta)
 
 
-def load_preprocessed(folder: Path, requested: DataConfig) -> Prepared:
+def load_preprocessed(folder: Path, requested: DataConfig, bag: bool = False) -> Prepared:
     """Reuse tokenizer and tokenized splits; their tokenizer settings win over `requested`."""
     import datasets
 
@@ -237,8 +264,14 @@ def load_preprocessed(folder: Path, requested: DataConfig) -> Prepared:
                 f"used {getattr(saved, name)!r} (run preprocess again to change it)"
             )
     saved.source = str(folder)
+    splits = datasets.load_from_disk(str(folder / "splits"))
+    if bag and "bag_ids" not in splits["train"].column_names:
+        raise TextlstmError(
+            f"{folder} was preprocessed without the whole texts' ids an n-gram branch reads: "
+            "run preprocess again with the same --set model.ngrams=N"
+        )
     return Prepared(
-        splits=datasets.load_from_disk(str(folder / "splits")),
+        splits=splits,
         tokenizer=Tokenizer.from_file(str(folder / "tokenizer.json")),
         label_names=json.loads((folder / "labels.json").read_text()),
         data=saved,

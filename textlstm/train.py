@@ -91,7 +91,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
 
     # -- data: load, check, tokenize (the tokenizer is the run's own on resume) -----------
     guards.seed_everything(tc.seed)
-    prep = prepare_shared(cfg.data, tc.seed, checkpoint.load_tokenizer(run_dir) if resume else None)
+    tokenizer = checkpoint.load_tokenizer(run_dir) if resume else None
+    prep = prepare_shared(cfg.data, tc.seed, tokenizer, bag=cfg.model.ngrams > 0)
     cfg.data, task = prep.data, prep.task  # task: single- or multi-label (task.py)
     task.check_training(tc, distributed.world_size())
     say(f"textlstm {__version__}: effective config\n{cfg.describe()}")
@@ -116,7 +117,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     sampler = train_sampler(train_split, tc, distributed.rank(), distributed.world_size())
     learner = Learner(model, task, class_weight, tc, device, tc.epochs * len(sampler.batches(0)))
     guard, schedule = learner.guard, learner.schedule
-    batches = loader(train_split, sampler, PAD_ID, tc.workers, pin_memory=device.type == "cuda")
+    batches = loader(train_split, sampler, PAD_ID, tc.workers, device.type == "cuda", model.bag)
     say(
         f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
         + (f", {distributed.world_size()} processes" if distributed.active() else "")
@@ -254,8 +255,9 @@ class Learner:
         ids = batch["input_ids"].to(device, non_blocking=True)
         lengths = batch["lengths"].to(device, non_blocking=True)
         targets = batch["labels"].to(device, non_blocking=True)
+        bag = batch["ngram_ids"].to(device, non_blocking=True) if "ngram_ids" in batch else None
         with torch.autocast(device.type, torch.bfloat16, enabled=tc.precision == "bf16"):
-            logits = self.net(ids, lengths)
+            logits = self.net(ids, lengths, bag)
         loss = self.task.loss(logits, targets, self.class_weight, tc.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         # DDP: the gradient of the whole global batch's mean loss (see distributed.py)

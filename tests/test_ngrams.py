@@ -1,0 +1,106 @@
+"""The n-gram branch (`model.ngrams`): hashing, padding, the whole text, every engine."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import tiny_config
+
+from textlstm.cli import main
+from textlstm.config import DataConfig, ModelConfig
+from textlstm.model import TextLSTM
+from textlstm.ngrams import bag_matrix, hashed
+from textlstm.predict import Predictor
+from textlstm.tokenizer import encode_with_bag, train_tokenizer
+
+
+def test_hashing_is_fixed_in_range_and_order_aware():
+    ids = [5, 9, 5, 9]
+    got = hashed(ids, 2, 1000)
+    assert len(got) == 4 + 3 and got.min() >= 1 and got.max() <= 1000
+    assert got[0] == got[2] and got[4] == got[6] and got[4] != got[5]  # "5 9" twice, "9 5"
+    assert hashed([7], 3, 1000).tolist() == hashed([7], 1, 1000).tolist()  # no 2-grams of 1
+    assert hashed([7, 7], 2, 10**9)[0] != hashed([7, 7], 2, 10**9)[2]  # "7" vs "7 7"
+    # the ids are fastText's multiply-add in 64-bit unsigned arithmetic, written out again
+    # with Python integers: the numpy engine, batches and exported graphs depend on them
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        row = rng.integers(0, 2**31, rng.integers(1, 9)).tolist()
+        assert hashed(row, 3, 100_003).tolist() == reference(row, 3, 100_003)
+
+
+def reference(ids, n, buckets):
+    out = []
+    for k in range(1, n + 1):
+        for start in range(len(ids) - k + 1):
+            h = k
+            for t in ids[start : start + k]:
+                h = (h * 116049371 + t) % 2**64
+            out.append(h % buckets + 1)
+    return out
+
+
+def test_bag_matrix_pads_with_zero():
+    bag = bag_matrix([[3, 4, 5], [6]], 2, 50)
+    assert bag.shape == (2, 5) and (bag[1, 1:] == 0).all() and (bag[0] > 0).all()
+
+
+def test_padding_never_changes_logits_with_a_bag():
+    torch.manual_seed(0)
+    model = TextLSTM(ModelConfig(emb_dim=8, hidden_dim=8, ngrams=2, ngram_buckets=40), 50, 3).eval()
+    text = torch.tensor([[5, 9, 13]])
+    alone = model(text, torch.tensor([3]), torch.from_numpy(bag_matrix([[5, 9, 13]], 2, 40)))
+    batch = torch.zeros(3, 11, dtype=torch.long)
+    batch[0, :3] = text
+    batch[1:] = torch.randint(2, 50, (2, 11))
+    rows = [[5, 9, 13], batch[1].tolist() * 3, batch[2].tolist()]
+    in_batch = model(batch, torch.tensor([3, 11, 11]), torch.from_numpy(bag_matrix(rows, 2, 40)))
+    torch.testing.assert_close(in_batch[0:1], alone, atol=1e-6, rtol=0)
+
+
+def test_the_bag_reads_past_max_len():
+    from datasets import Dataset
+
+    tok = train_tokenizer(Dataset.from_dict({"text": ["a b c d e f g h"] * 3}), DataConfig())
+    ids, whole = encode_with_bag(tok, ["a b c d e f g h"], max_len=3)
+    assert len(ids[0]) == 3 and len(whole[0]) == 8 and whole[0][:3] == ids[0]
+
+
+@pytest.fixture(scope="module")
+def ngram_run(tmp_path_factory):
+    from textlstm.train import fit
+
+    cfg = tiny_config(
+        "model.ngrams=2", "model.ngram_buckets=5000", "model.ngram_dim=16", "data.max_len=12"
+    )
+    return fit(cfg, tmp_path_factory.mktemp("checkpoints") / "ngrams")
+
+
+def test_a_tiny_ngram_model_learns_and_every_engine_agrees(ngram_run, tmp_path):
+    run = ngram_run.run_dir
+    assert ngram_run.best["val_macro_f1"] > 0.8  # SMS spam; chance is about 0.46
+    texts = ["WINNER!! You have won a free prize, call now " * 5, "see you at lunch", ""]
+    numpy_probs = Predictor(run, engine="numpy").probabilities(texts)
+    torch_probs = Predictor(run, engine="torch").probabilities(texts)
+    np.testing.assert_allclose(numpy_probs, torch_probs, atol=1e-5)
+    assert json.loads((run / "config.json").read_text())["model"]["ngrams"] == 2
+
+
+def test_an_ngram_model_exports_with_parity(ngram_run, tmp_path):
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    result = CliRunner().invoke(
+        main,
+        [
+            "export",
+            "--checkpoint",
+            str(ngram_run.run_dir),
+            "--format",
+            "onnx",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "matches torch" in result.output
