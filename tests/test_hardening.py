@@ -14,7 +14,7 @@ import pytest
 from conftest import SMS
 from test_reliability import SMALL, error_line, run, small_config, small_data  # noqa: F401
 
-from textlstm import checkpoint, files
+from textlstm import checkpoint, files, runs
 from textlstm import train as train_module
 from textlstm.predict import Predictor
 
@@ -144,7 +144,7 @@ def test_a_folder_that_holds_no_run_is_never_cleared(small_data, tmp_path):  # n
 
 
 def test_a_second_writer_is_refused_while_a_run_holds_the_folder(copy, small_data):  # noqa: F811
-    lock = checkpoint.lock_run(copy)  # as a running `train --resume` would hold it
+    lock = runs.lock_run(copy)  # as a running `train --resume` would hold it
     before = (copy / "config.json").read_bytes()
     try:
         line = error_line(run("train", "--resume", copy, "--set", "train.epochs=3"))
@@ -152,7 +152,7 @@ def test_a_second_writer_is_refused_while_a_run_holds_the_folder(copy, small_dat
         line = error_line(run(*small_args(small_data), "--out", copy, "--overwrite"))
         assert "in use" in line
     finally:
-        checkpoint.unlock(lock)
+        runs.unlock(lock)
     assert (copy / "config.json").read_bytes() == before
 
 

@@ -492,7 +492,7 @@ def test_classify_odd_inputs_through_the_cli(small_run):
 def test_resume_drops_metrics_rows_of_epochs_it_will_train_again(tmp_path):
     """A crash after an epoch's metrics row but before its train_state: on resume that
     epoch runs again, so its first row must go (else metrics.jsonl lists it twice)."""
-    from textlstm.checkpoint import keep_metrics_rows
+    from textlstm.runs import keep_metrics_rows
 
     rows = [{"epoch": e, "val_loss": 1.0 / e} for e in (1, 2, 3)]
     path = tmp_path / "metrics.jsonl"

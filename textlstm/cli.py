@@ -173,17 +173,8 @@ def final_report(result, cfg, report_dir) -> None:
     split = "test" if "test" in splits and cfg.train.test else "validation"
     if split == "validation":
         click.echo("note: no test split (or train.test=false): reporting on validation", err=True)
-    report_for(
-        result.model,
-        splits[split],
-        prep.label_names,
-        prep.task,
-        split,
-        result.run_dir,
-        cfg.data.source,
-        report_dir,
-        cfg.train,
-    )
+    where = dict(split=split, checkpoint=str(result.run_dir), data=str(cfg.data.source))
+    print_report(result.model, splits[split], prep.label_names, prep.task, where, report_dir, cfg)
 
 
 def train_config(resume, config_file, overrides, source, text_column, label_column, seed):
@@ -219,16 +210,12 @@ def where_is(run_dir: Path) -> str:
     return f"checkpoint: {run_dir}  (use it with --checkpoint {run_dir})"
 
 
-def report_for(model, split_data, label_names, task, split, run_dir, source, report_dir, tc):
-    from textlstm.evaluate import evaluate_split, format_report, write_report
+def print_report(model, split_data, label_names, task, where: dict, report_dir, cfg) -> None:
+    """Evaluate, write the report files, print the table and where they went."""
+    from textlstm.evaluate import format_report, report_on
 
-    device = next(model.parameters()).device
-    task = task.load(run_dir, label_names)  # multi-label: the tuned thresholds
-    report = evaluate_split(
-        model, split_data, label_names, device, task, tc.eval_batch_size, tc.precision, examples=10
-    )
-    report.update(split=split, checkpoint=str(run_dir), data=str(source))
-    paths = write_report(report, Path(report_dir) if report_dir else run_dir)
+    out = Path(report_dir) if report_dir else Path(where["checkpoint"])
+    report, paths = report_on(model, split_data, label_names, task, where, out, cfg.train)
     click.echo(format_report(report))
     click.echo("report: " + "  ".join(str(p) for p in paths))
     if not any(p.suffix == ".png" for p in paths):
@@ -261,9 +248,8 @@ def evaluate(checkpoint, source, text_column, label_column, split, report_dir, d
     cfg.data.label_column = label_column or cfg.data.label_column
     split_data = load_for_eval(cfg.data, split, labels, task)
     tokenized = tokenize_splits(split_data, ckpt.load_tokenizer(run_dir), cfg.data)
-    report_for(
-        model, tokenized, labels, task, split, run_dir, cfg.data.source, report_dir, cfg.train
-    )
+    where = dict(split=split, checkpoint=str(run_dir), data=str(cfg.data.source))
+    print_report(model, tokenized, labels, task, where, report_dir, cfg)
 
 
 @main.command(context_settings=CONTEXT)

@@ -73,6 +73,19 @@ def evaluate_split(
     return task.report(targets, logits, label_names, lambda: split["text"], examples)
 
 
+def report_on(model, split, label_names, task, where: dict, out_dir, tc) -> tuple[dict, list]:
+    """(the report of `model` on `split`, the files written into `out_dir`): the task's
+    metrics with the bundle's tuned thresholds and the 10 most confidently wrong texts;
+    `where` (split, checkpoint, data) is recorded in it."""
+    device = next(model.parameters()).device
+    task = task.load(where["checkpoint"], label_names)  # multi-label: the tuned thresholds
+    report = evaluate_split(
+        model, split, label_names, device, task, tc.eval_batch_size, tc.precision, examples=10
+    )
+    report.update(where)
+    return report, write_report(report, out_dir)
+
+
 def per_class_table(report: dict) -> list[str]:
     """Lines of the per-class precision/recall/F1/support table (+ threshold when tuned)."""
     names = report["labels"]

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from textlstm import TextlstmError, __version__, checkpoint, distributed, files, guards, tblog
+from textlstm import TextlstmError, __version__, checkpoint, distributed, files, guards, runs, tblog
 from textlstm.averaging import WeightAverage
 from textlstm.batching import column_array, loader
 from textlstm.config import TrainConfig
@@ -124,13 +124,13 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     )
 
     # -- run folder (once the data loaded), resume state, then the bundle's first files --
-    run_dir, lock = checkpoint.open_run_dir(run_dir, cfg.data.source, resume, overwrite)
+    run_dir, lock = runs.open_run_dir(run_dir, cfg.data.source, resume, overwrite)
     state = checkpoint.load_train_state(run_dir) if resume else {}
     start_epoch, skip, step, best, stale = learner.restore(state, run_dir)
     if resume:
         say(f"resuming {run_dir} at epoch {start_epoch + 1}, batch {skip}, step {step}")
         if main:  # a crash after an epoch's row, before its state: that epoch runs again
-            checkpoint.keep_metrics_rows(run_dir, start_epoch)
+            runs.keep_metrics_rows(run_dir, start_epoch)
     if main:  # written only now: a --resume whose state does not fit changes nothing
         config = checkpoint.bundle_config(cfg.data, cfg.model, tc, vocab, prep.label_names, task)
         checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
@@ -209,7 +209,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         distributed.teardown()
-        checkpoint.unlock(lock)
+        runs.unlock(lock)
 
     # -- the result: the best epoch's weights, and what the task keeps beside them ------
     best_model, _, _ = checkpoint.load_model(run_dir, device)
@@ -220,7 +220,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         message = task.finish(run_dir, column_array(val_split, "label"), logits, prep.label_names)
         if message:
             say(message)
-        checkpoint.point_latest(run_dir)
+        runs.point_latest(run_dir)
     return FitResult(run_dir, best_model, prep, json.loads((run_dir / "metrics.json").read_text()))
 
 
