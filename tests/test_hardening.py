@@ -14,7 +14,7 @@ import pytest
 from conftest import SMS
 from test_reliability import SMALL, error_line, run, small_config, small_data  # noqa: F401
 
-from textlstm import checkpoint, files, runs
+from textlstm import TextlstmError, checkpoint, files, runs
 from textlstm import train as train_module
 from textlstm.predict import Predictor
 
@@ -186,6 +186,26 @@ def test_train_state_of_another_shape_is_one_line(copy, tmp_path, small_data):  
     line = error_line(run("train", "--resume", copy, "--set", "train.epochs=3"))
     assert "train_state.pt does not fit" in line
     assert (copy / "config.json").read_bytes() == config
+    runs.unlock(runs.lock_run(copy))  # the failed run let go of the folder's lock
+
+
+def test_a_run_whose_every_validation_is_nan_says_so(small_data, tmp_path, monkeypatch):  # noqa: F811
+    from textlstm.task import SingleLabel
+
+    real = SingleLabel.report
+
+    def nan_report(self, *args, **kwargs):
+        return {**real(self, *args, **kwargs), "loss": float("nan"), "macro_f1": float("nan")}
+
+    monkeypatch.setattr(SingleLabel, "report", nan_report)
+    with pytest.raises(TextlstmError, match="no epoch reached a finite validation macro_f1"):
+        train_module.fit(small_config(small_data, "train.epochs=2"), tmp_path / "run")
+
+
+def test_a_metrics_line_cut_by_a_crash_does_not_stop_resume(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epo')
+    runs.keep_metrics_rows(tmp_path, 1)
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
 
 
 # -- 6. a bundle whose files disagree ------------------------------------------------------
@@ -325,6 +345,26 @@ def test_poison_request_fails_alone_and_errors_are_json(copy):
     assert unknown == (404, {"error": "Not Found"})
 
 
+def test_classify_into_a_closed_pipe_ends_quietly(copy, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("textlstm", path=os.path.dirname(sys.executable))
+    if script is None:
+        pytest.skip("the textlstm script is not installed next to this Python")
+    source = tmp_path / "many.txt"
+    source.write_text("great film\n" * 20000)
+    done = subprocess.run(
+        f"'{script}' classify --checkpoint '{copy}' --file '{source}' | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        executable="/bin/bash",
+    )
+    assert done.stdout.count("\n") == 1 and "error" not in done.stderr, done.stderr
+
+
 def test_serve_runs_blas_on_one_thread(copy, monkeypatch):
     from textlstm import serve
 
@@ -344,6 +384,14 @@ def bad_invocations(copy, tmp):
     (broken / "config.json").write_text("{")
     toml = tmp / "bad.toml"
     toml.write_text("[train\nepochs = ")
+    null_section = tmp / "null-section"
+    null_section.mkdir()
+    for name in ("model.safetensors", "tokenizer.json", "labels.json"):
+        (null_section / name).write_bytes((copy / name).read_bytes())
+    config = json.loads((copy / "config.json").read_text())
+    (null_section / "config.json").write_text(json.dumps({**config, "data": None}))
+    fake_parquet = tmp / "texts.parquet"
+    fake_parquet.write_text("not parquet at all")
     a_file = tmp / "a-file"
     a_file.write_text("the user's")
     return [
@@ -353,6 +401,8 @@ def bad_invocations(copy, tmp):
         ["classify", "--checkpoint", tmp / "nowhere", "x"],
         ["classify", "--checkpoint", broken, "x"],
         ["classify", "--checkpoint", copy, "--file", tmp / "missing.txt"],
+        ["classify", "--checkpoint", copy, "--file", fake_parquet],
+        ["classify", "--checkpoint", null_section, "x"],
         ["classify", "--checkpoint", copy, "--format", "parquet", "x"],
         ["classify", "--checkpoint", copy, "--engine", "numpy", "--device", "cuda", "x"],
         ["classify", "--checkpoint", copy, "-o", tmp / "no" / "dir" / "out.txt", "x"],

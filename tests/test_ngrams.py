@@ -104,3 +104,35 @@ def test_an_ngram_model_exports_with_parity(ngram_run, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "matches torch" in result.output
+
+
+@pytest.mark.parametrize("truncation", ["head", "head+tail"])
+def test_the_bag_never_changes_what_the_lstm_reads(truncation):
+    from datasets import Dataset
+
+    from textlstm.tokenizer import encode
+
+    tok = train_tokenizer(Dataset.from_dict({"text": ["alpha beta gamma delta"] * 3}), DataConfig())
+    texts = ["alpha beta " * 30000 + "gamma", "delta " * 40, "", "gamma"]  # 330k characters
+    ids, whole = encode_with_bag(tok, texts, max_len=16, truncation=truncation)
+    assert ids == encode(tok, texts, max_len=16, truncation=truncation)
+    assert len(whole[0]) == 18_182  # the first 100,000 characters: 2 words per 11
+
+
+def test_evaluate_runs_an_ngram_model(ngram_run, tmp_path):
+    from conftest import SMS
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--checkpoint",
+            str(ngram_run.run_dir),
+            "--data",
+            str(SMS),
+            "--report-dir",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "report.json").read_text())["accuracy"] > 0.9

@@ -152,6 +152,9 @@ def read_config(run_dir: Path) -> dict:
         )
     from textlstm.config import from_dict
 
+    sections = [config.get(k, {}) for k in ("data", "model", "train")]
+    if not all(isinstance(section, dict) for section in sections):
+        raise TextlstmError(f"{path} is corrupt: data, model and train must be objects")
     # Bundles written before "task" existed said data.multi_label; every section is then
     # read through the dataclasses, so an edited value is checked and typed like a --set.
     legacy = (

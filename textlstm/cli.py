@@ -163,7 +163,10 @@ def train(resume, out, overwrite, report_dir, device, deterministic, nproc, **op
             )
         sys.exit(stop.exit_code)
     if main_rank:
-        final_report(result, cfg, report_dir)
+        from textlstm.runs import locked
+
+        with locked(result.run_dir):  # the report files are the run's too
+            final_report(result, cfg, report_dir)
         click.echo(where_is(result.run_dir))
 
 
@@ -247,7 +250,8 @@ def evaluate(checkpoint, source, text_column, label_column, split, report_dir, d
     cfg.data.text_column = text_column or cfg.data.text_column
     cfg.data.label_column = label_column or cfg.data.label_column
     split_data = load_for_eval(cfg.data, split, labels, task)
-    tokenized = tokenize_splits(split_data, ckpt.load_tokenizer(run_dir), cfg.data)
+    tokenizer = ckpt.load_tokenizer(run_dir, saved["vocab_size"])
+    tokenized = tokenize_splits(split_data, tokenizer, cfg.data, bag=cfg.model.ngrams > 0)
     where = dict(split=split, checkpoint=str(run_dir), data=str(cfg.data.source))
     print_report(model, tokenized, labels, task, where, report_dir, cfg)
 
@@ -337,7 +341,8 @@ def export(checkpoint, fmt, out):
     """Write model.onnx (+ tokenizer.json, labels.json, config.json), checked against torch.
 
     \b
-    Inputs: ids int64 (batch, steps) right-padded with 0, lengths int64 (batch,).
+    Inputs: ids int64 (batch, steps) right-padded with 0, lengths int64 (batch,); with
+    model.ngrams also ngram_ids int64 (batch, n), from textlstm.ngrams.bag_matrix.
     Output: logits float32 (batch, classes). Needs: pip install 'textlstm[onnx]'.
     """
     from textlstm.export import export as run_export

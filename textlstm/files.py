@@ -179,6 +179,10 @@ class Output:
         finally:
             if self.tmp and kind is not None:
                 Path(self.tmp).unlink(missing_ok=True)
+        if isinstance(error, BrokenPipeError) and self.path is None:
+            # `classify ... | head`: the reader has all it wants; end quietly, as cat does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            raise SystemExit(0)
         if error is not None:
             kept = "; the previous version of the file is unchanged" if self.tmp else ""
             where = self.path or "standard output"

@@ -6,6 +6,7 @@ with `--out` is used as given and nothing beside it is touched; `latest` lives o
 the default root, `checkpoints/`.
 """
 
+import contextlib
 import datetime
 import json
 import os
@@ -49,8 +50,15 @@ def open_run_dir(run_dir: Path | None, source: str, resume: bool, overwrite: boo
         probe.unlink()
     except OSError as exc:
         raise TextlstmError(f"cannot write to {run_dir}: {exc.strerror or exc}") from exc
-    lock = lock_run(run_dir) if distributed.is_main() else None
-    distributed.barrier()  # every rank has checked before rank 0 deletes anything
+    lock, problem = None, None
+    if distributed.is_main():  # rank 0 locks; every rank learns whether that worked
+        try:
+            lock = lock_run(run_dir)
+        except TextlstmError as exc:
+            problem = str(exc)
+    problem = distributed.share(problem)  # also the barrier before rank 0 deletes anything
+    if problem:
+        raise TextlstmError(problem)
     if not resume and distributed.is_main():  # nothing of an older run may survive
         for old in RUN_OUTPUTS:
             (run_dir / old).unlink(missing_ok=True)
@@ -101,6 +109,16 @@ def unlock(lock) -> None:
         lock.close()  # closing the file releases the flock
 
 
+@contextlib.contextmanager
+def locked(run_dir: Path):
+    """Hold `run_dir`'s lock for a block (the CLI's report after training)."""
+    lock = lock_run(Path(run_dir))
+    try:
+        yield
+    finally:
+        unlock(lock)
+
+
 def point_latest(run_dir: Path) -> Path | None:
     """Make `checkpoints/latest` name `run_dir`, atomically, when the run lies in the default
     root; returns the link, or None for a run elsewhere (a folder the user named is never
@@ -127,7 +145,7 @@ def keep_metrics_rows(run_dir: Path, epochs: int) -> None:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epochs]
-    if len(kept) != len(lines):
-        files.atomic_write(path, "".join(line + "\n" for line in kept).encode("utf-8"))
+    rows = files.read_jsonl(path)  # a line cut short by a crash is dropped too
+    kept = [row for row in rows if isinstance(row.get("epoch"), int) and row["epoch"] <= epochs]
+    if len(kept) != len(path.read_text(encoding="utf-8").splitlines()):
+        files.atomic_write(path, "".join(json.dumps(row) + "\n" for row in kept).encode("utf-8"))

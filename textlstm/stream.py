@@ -46,9 +46,24 @@ def count_rows(path: str) -> int | None:
     """Number of texts when it is cheap to know (parquet metadata), else None."""
     if input_kind(path) != "parquet":
         return None
+    return open_parquet(path).metadata.num_rows
+
+
+def open_parquet(path: str):
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(path).metadata.num_rows
+    try:
+        return pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not parquet
+        raise TextlstmError(f"--file {path}: not a readable parquet file ({exc})") from exc
+
+
+def open_text(path: str):
+    """`path` for reading as UTF-8 (bad bytes replaced), or one line naming --file."""
+    try:
+        return open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+    except OSError as exc:
+        raise TextlstmError(f"--file {path}: {exc.strerror or exc}") from exc
 
 
 def read_chunks(path: str, text_column: str = "text", size: int = CHUNK) -> Iterator[list[str]]:
@@ -68,12 +83,7 @@ def read_chunks(path: str, text_column: str = "text", size: int = CHUNK) -> Iter
 
 
 def parquet_chunks(path: str, text_column: str, size: int) -> Iterator[list[str]]:
-    import pyarrow.parquet as pq
-
-    try:
-        source = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for a file that is not parquet
-        raise TextlstmError(f"--file {path}: not a readable parquet file ({exc})") from exc
+    source = open_parquet(path)
     names = source.schema_arrow.names
     if text_column not in names:
         raise TextlstmError(
@@ -85,7 +95,7 @@ def parquet_chunks(path: str, text_column: str, size: int) -> Iterator[list[str]
 
 
 def jsonl_texts(path: str, text_column: str) -> Iterator[str]:
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open_text(path) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue  # a trailing blank line is not a record
@@ -109,7 +119,7 @@ def line_texts(path: str) -> Iterator[str]:
 
         stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
     else:
-        stream = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+        stream = open_text(path)
     try:
         for line in stream:
             yield line.rstrip("\n").rstrip("\r")

@@ -112,16 +112,21 @@ def encode(tok: Tokenizer, texts: list[str], max_len: int, truncation: str = "he
 
 
 def encode_with_bag(tok: Tokenizer, texts: list[str], max_len: int, truncation: str = "head"):
-    """(ids as `encode` gives them, the ids of the whole text) for a model with an n-gram
-    bag: the text is tokenized once, up to ngrams.BAG_CHARS characters, and the LSTM's
-    `max_len` ids are cut from that."""
+    """(ids exactly as `encode` gives them, the ids of the whole text) for a model with an
+    n-gram bag. Each text is tokenized once, up to ngrams.BAG_CHARS characters; the few
+    longer than `encode`'s own character cut are encoded again for the LSTM, so turning
+    the bag on never changes what the LSTM reads."""
     check_truncation(truncation)
     limit = BAG_CHARS // CHARS_PER_TOKEN
-    whole = [
-        enc.ids or [UNK_ID]
-        for enc in tok.encode_batch([clip_text(t, limit, "head") for t in texts])
-    ]
-    return [cut(ids, max_len, truncation) for ids in whole], whole
+    clipped = [clip_text(t, limit, "head") for t in texts]
+    whole = [enc.ids or [UNK_ID] for enc in tok.encode_batch(clipped)]
+    ids = [cut(w, max_len, truncation) for w in whole]
+    longer = [i for i, t in enumerate(texts) if len(t) > min(max_len * CHARS_PER_TOKEN, BAG_CHARS)]
+    if longer:
+        again = encode(tok, [texts[i] for i in longer], max_len, truncation)
+        for i, row in zip(longer, again, strict=True):
+            ids[i] = row
+    return ids, whole
 
 
 def check_truncation(truncation: str) -> None:

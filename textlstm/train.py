@@ -125,16 +125,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
 
     # -- run folder (once the data loaded), resume state, then the bundle's first files --
     run_dir, lock = runs.open_run_dir(run_dir, cfg.data.source, resume, overwrite)
-    state = checkpoint.load_train_state(run_dir) if resume else {}
-    start_epoch, skip, step, best, stale = learner.restore(state, run_dir)
-    if resume:
-        say(f"resuming {run_dir} at epoch {start_epoch + 1}, batch {skip}, step {step}")
-        if main:  # a crash after an epoch's row, before its state: that epoch runs again
-            runs.keep_metrics_rows(run_dir, start_epoch)
-    if main:  # written only now: a --resume whose state does not fit changes nothing
-        config = checkpoint.bundle_config(cfg.data, cfg.model, tc, vocab, prep.label_names, task)
-        checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
-    scored = learner.scored  # what validation scores and the bundle holds
+    stop, previous = catch_stop_signals()
+    writer, step, best, stale = None, 0, None, 0
 
     def save_state(epoch: int, batches_done: int) -> None:
         if main:
@@ -142,9 +134,19 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             position = dict(zip(POSITION, numbers, strict=True))
             checkpoint.save_train_state(run_dir, learner.state(position))
 
-    stop, previous = catch_stop_signals()
-    writer = None
-    try:
+    try:  # from here to the result, the run folder is this process's (runs.lock_run)
+        state = checkpoint.load_train_state(run_dir) if resume else {}
+        start_epoch, skip, step, best, stale = learner.restore(state, run_dir)
+        if resume:
+            say(f"resuming {run_dir} at epoch {start_epoch + 1}, batch {skip}, step {step}")
+            if main:  # a crash after an epoch's row, before its state: that epoch runs again
+                runs.keep_metrics_rows(run_dir, start_epoch)
+        if main:  # written only now: a --resume whose state does not fit changes nothing
+            config = checkpoint.bundle_config(
+                cfg.data, cfg.model, tc, vocab, prep.label_names, task
+            )
+            checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
+        scored = learner.scored  # what validation scores and the bundle holds
         writer = tblog.open_writer(run_dir, resume, step) if tc.tensorboard and main else None
         for epoch in range(start_epoch, tc.epochs):
             # -- one epoch of training steps -----------------------------------------
@@ -200,6 +202,25 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             if distributed.any_rank(stop["signal"] is not None):
                 raise Interrupted(stop["signal"] or signal.SIGTERM, run_dir)
         distributed.barrier()  # rank 0 has written the best weights
+        if best is None:  # every validation metric was NaN: no epoch was worth keeping
+            raise TextlstmError(
+                f"no epoch reached a finite validation {tc.metric}; the run "
+                "diverged (try a lower train.lr): nothing was saved"
+            )
+
+        # -- the result: the best epoch's weights, and what the task keeps beside them --
+        best_model, _, _ = checkpoint.load_model(run_dir, device)
+        if main:
+            logits = partial(
+                predict_logits, best_model, val_split, device, tc.eval_batch_size, tc.precision
+            )  # called only by a task that needs them
+            labels = column_array(val_split, "label")
+            message = task.finish(run_dir, labels, logits, prep.label_names)
+            if message:
+                say(message)
+            runs.point_latest(run_dir)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        return FitResult(run_dir, best_model, prep, metrics)
     except guards.OOM_ERRORS as exc:  # evaluation raises its own message (evaluate.py)
         settings = {"train.max_tokens": tc.max_tokens, "train.batch_size": tc.batch_size}
         raise guards.oom_error(exc, "training", settings) from exc
@@ -210,18 +231,6 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             signal.signal(signum, handler)
         distributed.teardown()
         runs.unlock(lock)
-
-    # -- the result: the best epoch's weights, and what the task keeps beside them ------
-    best_model, _, _ = checkpoint.load_model(run_dir, device)
-    if main:
-        logits = partial(
-            predict_logits, best_model, val_split, device, tc.eval_batch_size, tc.precision
-        )  # called only by a task that needs them
-        message = task.finish(run_dir, column_array(val_split, "label"), logits, prep.label_names)
-        if message:
-            say(message)
-        runs.point_latest(run_dir)
-    return FitResult(run_dir, best_model, prep, json.loads((run_dir / "metrics.json").read_text()))
 
 
 class Learner:
