@@ -153,6 +153,7 @@ class TrainConfig:
     schedule: str = "cosine"  # after warm-up: "cosine" | "linear" | "constant"
     clip_norm: float = 1.0  # global gradient-norm clip; 0 disables
     label_smoothing: float = 0.0  # cross-entropy label smoothing (single-label runs)
+    adversarial: float = 0.0  # > 0: also train on embeddings moved this far against the model
     ema: float = 0.0  # > 0: validate and save a moving average of the weights (averaging.py)
     class_weights: str = "none"  # "none" | "balanced" (n / (k * count)) | "[w0, w1, ...]"
     sampler: str = "bucket"  # "bucket" | "balanced" (equal share of each class per epoch)
@@ -190,6 +191,7 @@ TRAIN_RANGES = {
     "warmup_ratio": "[0, 1)",
     "clip_norm": ">= 0",
     "label_smoothing": "[0, 1)",
+    "adversarial": ">= 0",
     "ema": "[0, 1)",
     "epochs": ">= 1",
     "batch_size": ">= 1",

@@ -98,9 +98,12 @@ class TextLSTM(nn.Module):
             width += cfg.ngram_dim
         self.classifier = nn.Linear(width, num_classes)
 
-    def features(self, input_ids, lengths, ngram_ids=None) -> torch.Tensor:
-        """The pooled text representation, (B, D*H*len(poolings) [+ ngram_dim])."""
+    def features(self, input_ids, lengths, ngram_ids=None, delta=None) -> torch.Tensor:
+        """The pooled text representation, (B, D*H*len(poolings) [+ ngram_dim]); `delta`
+        (B, T, E) is added to the embedded words (adversarial training)."""
         emb = self.embedding(input_ids)
+        if delta is not None:
+            emb = emb + delta
         emb = F.dropout(emb, self.cfg.embedding_dropout, self.training)
         out, h_n = self.rnn.encode(emb, lengths)
         lengths = lengths.to(out.device)
@@ -125,8 +128,8 @@ class TextLSTM(nn.Module):
         counts = (ngram_ids > 0).sum(dim=1, keepdim=True).clamp(min=1)
         return self.ngram_embedding(ngram_ids).sum(dim=1) / counts
 
-    def forward(self, input_ids, lengths, ngram_ids=None) -> torch.Tensor:
+    def forward(self, input_ids, lengths, ngram_ids=None, delta=None) -> torch.Tensor:
         """Logits (B, num_classes) for right-padded ids (B, T) and true lengths (B,);
         with `model.ngrams`, also the texts' n-gram bucket ids (B, M), 0-padded."""
-        feats = self.features(input_ids, lengths, ngram_ids)
+        feats = self.features(input_ids, lengths, ngram_ids, delta)
         return self.classifier(F.dropout(feats, self.cfg.dropout, self.training))

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from textlstm import TextlstmError, __version__, checkpoint, distributed, files, guards, runs, tblog
+from textlstm.adversarial import EmbeddedInputs, perturbation
 from textlstm.averaging import WeightAverage
 from textlstm.batching import column_array, loader
 from textlstm.config import TrainConfig
@@ -265,19 +266,32 @@ class Learner:
         lengths = batch["lengths"].to(device, non_blocking=True)
         targets = batch["labels"].to(device, non_blocking=True)
         bag = batch["ngram_ids"].to(device, non_blocking=True) if "ngram_ids" in batch else None
-        with torch.autocast(device.type, torch.bfloat16, enabled=tc.precision == "bf16"):
-            logits = self.net(ids, lengths, bag)
-        loss = self.task.loss(logits, targets, self.class_weight, tc.label_smoothing)
+        scale = distributed.loss_scale(len(targets), global_size)  # DDP: see distributed.py
+        embedded = EmbeddedInputs(self.model.embedding) if tc.adversarial else None
+        loss = self.loss(ids, lengths, bag, targets)
         self.optimizer.zero_grad(set_to_none=True)
-        # DDP: the gradient of the whole global batch's mean loss (see distributed.py)
-        (loss * distributed.loss_scale(len(targets), global_size)).backward()
+        (loss * scale).backward()  # the gradient of the whole global batch's mean loss
+        checked = loss.detach()
+        if embedded:  # and again with the embeddings moved against the model (adversarial.py)
+            embedded.remove()
+            delta = perturbation(embedded.value.grad, tc.adversarial)
+            adversarial_loss = self.loss(ids, lengths, bag, targets, delta)
+            (adversarial_loss * scale).backward()
+            checked = checked + adversarial_loss.detach()
         norm = guards.grad_norm(self.model.parameters(), tc.clip_norm)
-        keep = self.guard.check(self.optimizer, loss.detach(), norm, len(targets))
+        keep = self.guard.check(self.optimizer, checked, norm, len(targets))
         self.optimizer.step()  # a no-op when the guard flagged the step
         self.schedule.step()
         if self.average:
             self.average.update(self.model)
         return loss.detach(), keep
+
+    def loss(self, ids, lengths, bag, targets, delta=None):
+        """The task's loss on one batch (`delta`: added to the embedded words)."""
+        tc = self.tc
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=tc.precision == "bf16"):
+            logits = self.net(ids, lengths, bag, delta)
+        return self.task.loss(logits, targets, self.class_weight, tc.label_smoothing)
 
     def state(self, position: dict) -> dict:
         """Everything `--resume` needs: weights, optimiser, schedule, average, RNG, position."""
