@@ -222,7 +222,7 @@ def run_fasttext(view: Path, tmp: Path) -> dict:
 def run_textlstm(view: Path, name: str, seed: int, device: str, tmp: Path, extra) -> dict:
     from textlstm import config
     from textlstm.evaluate import evaluate_split
-    from textlstm.train import fit
+    from textlstm.training import fit
 
     preset = REPO / "configs" / f"{name}.toml"  # none (ag_news): textlstm's defaults
     cfg = config.build(

@@ -6,7 +6,7 @@
 Rows, same model shape (embedding 128, 256 units each way, 2 layers, bidirectional), same
 data, same device, one process (bench/speed_rows.py says what each does):
   (a) textbook   fixed-length padding to 256, random batches of 64, fp32, nn.LSTM
-  (b) textlstm   `textlstm.train.fit`, the product's loop and loader, one epoch per round,
+  (b) textlstm   `textlstm.training.fit`, the product's loop and loader, one epoch per round,
                  with its preset: configs/gpu.toml on CUDA, the defaults (or --config) on CPU
   (c) ceiling    the product's model, forward + backward + optimizer step only, on
                  synthetic on-device tensors with (b)'s exact batch shapes
@@ -45,7 +45,7 @@ from speed_rows import Ceiling, PeakMemory, Textbook, product_shapes, run_slice,
 
 from textlstm import config
 from textlstm.tokenizer import prepare, save_preprocessed
-from textlstm.train import fit, pick_device
+from textlstm.training import fit, pick_device
 
 
 def options(argv=None):

@@ -5,7 +5,7 @@
   fp32, `nn.LSTM` on the dense padded batch, the class read from `out[:, -1, :]` (which
   reads padding; a speed reference only), Adam, and the loss read every step (`.item()`,
   as the tutorials print or accumulate it).
-- (b) the product's own `textlstm.train.fit` (see speed.py): real loader, real loop.
+- (b) the product's own `textlstm.training.fit` (see speed.py): real loader, real loop.
 - (c) `Ceiling`: the product's model and optimizer, forward + backward + step and nothing
   else, on token tensors made ahead of time on the device with exactly (b)'s batch shapes
   and lengths. What the hardware does when data costs nothing.

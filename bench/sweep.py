@@ -32,7 +32,7 @@ def run_one(config_path, overrides, seed):
 
     from textlstm import config
     from textlstm.evaluate import evaluate_split
-    from textlstm.train import fit
+    from textlstm.training import fit
 
     cfg = config.build(config_path, (*overrides, f"train.seed={seed}"))
     with tempfile.TemporaryDirectory() as tmp:

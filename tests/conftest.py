@@ -40,7 +40,7 @@ def tiny_config(*extra: str, source: Path = SMS):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """FitResult of the shared tiny model; its run folder lives under a temp checkpoints/."""
-    from textlstm.train import fit
+    from textlstm.training import fit
 
     run_dir = tmp_path_factory.mktemp("checkpoints") / "tiny"
     return fit(tiny_config(), run_dir)

@@ -31,7 +31,7 @@ def test_perturbation_has_norm_epsilon_per_text_and_spares_padding():
 
 
 def test_a_tiny_adversarial_run_learns(tmp_path):
-    from textlstm.train import fit
+    from textlstm.training import fit
 
     result = fit(tiny_config("train.adversarial=1.0", "train.test=false"), tmp_path / "adv")
     assert result.best["val_macro_f1"] > 0.8  # SMS spam; chance is about 0.46

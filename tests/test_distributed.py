@@ -36,7 +36,7 @@ def weight_shapes(run_dir):
 
 
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(small_data, tmp_path):
-    from textlstm.train import fit
+    from textlstm.training import fit
 
     single = fit(tiny_config(*EXACT, "train.batch_size=32", source=small_data), tmp_path / "one")
     # Two processes with 16 texts each: the same global batch of 32.

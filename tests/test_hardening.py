@@ -15,7 +15,7 @@ from conftest import SMS
 from test_reliability import SMALL, error_line, run, small_config, small_data  # noqa: F401
 
 from textlstm import TextlstmError, checkpoint, files, runs
-from textlstm import train as train_module
+from textlstm import training as train_module
 from textlstm.predict import Predictor
 
 

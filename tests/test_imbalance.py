@@ -12,7 +12,7 @@ from textlstm.batching import BucketBatchSampler
 from textlstm.cli import main
 from textlstm.config import parse_class_weights
 from textlstm.imbalance import BalancedBucketSampler, loss_weights
-from textlstm.train import fit
+from textlstm.training import fit
 
 
 def test_class_weights_from_set_and_toml(tmp_path):

@@ -18,7 +18,7 @@ from textlstm.metrics import multi_label_report as report
 from textlstm.metrics import tune_thresholds
 from textlstm.predict import Predictor
 from textlstm.task import MultiLabel
-from textlstm.train import fit
+from textlstm.training import fit
 
 
 def label_sets(frame: pd.DataFrame) -> list[list[str]]:

@@ -70,7 +70,7 @@ def test_the_bag_reads_past_max_len():
 
 @pytest.fixture(scope="module")
 def ngram_run(tmp_path_factory):
-    from textlstm.train import fit
+    from textlstm.training import fit
 
     cfg = tiny_config(
         "model.ngrams=2", "model.ngram_buckets=5000", "model.ngram_dim=16", "data.max_len=12"

@@ -24,7 +24,7 @@ def predictor(tmp_path_factory):
     """The numpy engine on a freshly trained one-epoch model (a few hundred texts)."""
     import pandas as pd
 
-    from textlstm.train import fit
+    from textlstm.training import fit
 
     folder = tmp_path_factory.mktemp("prop-data")
     cues = (("good", "p"), ("bad", "n"))

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from conftest import SMS, TINY, tiny_config
 
 from textlstm import TextlstmError, checkpoint, guards
-from textlstm import train as train_module
+from textlstm import training as train_module
 from textlstm.cli import main
 from textlstm.config import DataConfig
 from textlstm.data import load_raw

@@ -8,7 +8,7 @@ import pytest
 from conftest import SMS, tiny_config
 
 from textlstm import TextlstmError, tblog
-from textlstm.train import fit
+from textlstm.training import fit
 
 
 @pytest.fixture

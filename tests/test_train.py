@@ -15,7 +15,7 @@ from conftest import SMS, TINY, tiny_config
 from textlstm import checkpoint
 from textlstm.evaluate import evaluate_split, predict_logits
 from textlstm.predict import Predictor
-from textlstm.train import fit
+from textlstm.training import fit
 
 
 def test_tiny_model_beats_the_majority_class_on_sms_test(tiny_run):

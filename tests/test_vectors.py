@@ -10,7 +10,7 @@ from conftest import tiny_config
 from textlstm import TextlstmError
 from textlstm.model import TextLSTM
 from textlstm.tokenizer import PAD_ID
-from textlstm.train import fit
+from textlstm.training import fit
 from textlstm.vectors import apply_vectors, read_vectors, token_counts
 
 WORDS = ["free", "call", "the", "you", "prize", "txt", "zzzunseenword"]

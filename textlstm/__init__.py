@@ -11,6 +11,21 @@ __version__ = "0.1.0"
 FORMAT_VERSION = 1
 
 
+def load(checkpoint=None, engine: str = "auto", device: str = "cpu"):
+    """A trained bundle, ready to `predict`, `predict_proba` and `embed` (api.Classifier);
+    `checkpoint` defaults to checkpoints/latest."""
+    from textlstm.api import Classifier
+
+    return Classifier(checkpoint, engine, device)
+
+
+def train(data=None, config=None, out=None, overrides=None, overwrite: bool = False):
+    """Train a classifier as `textlstm train` does; returns the run folder (api.train)."""
+    from textlstm.api import train as run
+
+    return run(data, config, out, overrides, overwrite)
+
+
 class TextlstmError(Exception):
     """A problem the user can fix (bad path, missing column, ...).
 

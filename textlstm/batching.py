@@ -26,7 +26,7 @@ a rank empty-handed: it is merged into its neighbour, which may then exceed the
 global size by at most W - 1 texts. A split with fewer than W texts cannot be sharded
 and is refused. With W = 1 nothing changes. Slices differ in size by at most one, so
 the training loop scales each rank's loss by `W * local / global` to get exactly the
-gradient of the global batch (`train.py`). Skipping k batches on resume skips k global
+gradient of the global batch (`training.py`). Skipping k batches on resume skips k global
 batches on every rank.
 """
 

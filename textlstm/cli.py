@@ -11,21 +11,16 @@ from pathlib import Path
 import click
 
 from textlstm import TextlstmError, __version__
+from textlstm.options import (
+    Probability,
+    build_config,
+    config_options,
+    data_options,
+    open_reading,
+    reading_options,
+)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-class Probability(click.FloatRange):
-    """A number in [0, 1]; NaN (which every comparison fails) is refused too."""
-
-    def __init__(self):
-        super().__init__(0, 1)
-
-    def convert(self, value, param, ctx):
-        number = super().convert(value, param, ctx)
-        if number != number:
-            self.fail("nan is not a probability", param, ctx)
-        return number
 
 
 class Group(click.Group):
@@ -51,44 +46,6 @@ def main():
     textlstm train --data DIR_OR_FILE_OR_HUB_NAME --set train.epochs=5
     textlstm evaluate --data DIR --split test
     """
-
-
-def data_options(f):
-    f = click.option("--label-column", help="Column holding the labels (default: label).")(f)
-    f = click.option("--text-column", help="Column holding the text (default: text).")(f)
-    f = click.option(
-        "--data",
-        "source",
-        help="Folder of train/validation/test .parquet/.csv/.jsonl files, one such file, "
-        "a `textlstm preprocess` folder, or a hub name (imdb, nyu-mll/glue:sst2).",
-    )(f)
-    return f
-
-
-def config_options(f):
-    f = click.option(
-        "--set",
-        "overrides",
-        multiple=True,
-        metavar="SECTION.KEY=VALUE",
-        help="Override one config value, e.g. --set train.epochs=3 (repeatable).",
-    )(f)
-    f = click.option("--config", "config_file", help="TOML file with [data] [model] [train].")(f)
-    return f
-
-
-def build_config(config_file, overrides, source, text_column, label_column, seed=None):
-    from textlstm import config
-
-    cfg = config.build(config_file, overrides)
-    for key, value in (("source", source), ("text_column", text_column)):
-        if value is not None:
-            setattr(cfg.data, key, value)
-    if label_column is not None:
-        cfg.data.label_column = label_column
-    if seed is not None:
-        cfg.train.seed = seed
-    return cfg
 
 
 @main.command(context_settings=CONTEXT)
@@ -145,7 +102,7 @@ def train(resume, out, overwrite, report_dir, device, deterministic, nproc, **op
 
         sys.exit(launch_torchrun(nproc, click.get_current_context()))
     from textlstm import distributed
-    from textlstm.train import Interrupted, fit
+    from textlstm.training import Interrupted, fit
 
     cfg = train_config(resume, **options)
     cfg.train.device = device or cfg.train.device
@@ -163,11 +120,11 @@ def train(resume, out, overwrite, report_dir, device, deterministic, nproc, **op
             )
         sys.exit(stop.exit_code)
     if main_rank:
-        from textlstm.runs import locked
+        from textlstm import runs
 
-        with locked(result.run_dir):  # the report files are the run's too
+        with runs.locked(result.run_dir):  # the report files are the run's too
             final_report(result, cfg, report_dir)
-        click.echo(where_is(result.run_dir))
+        click.echo(runs.where_is(result.run_dir))
 
 
 def final_report(result, cfg, report_dir) -> None:
@@ -191,26 +148,7 @@ def train_config(resume, config_file, overrides, source, text_column, label_colu
             "--resume continues a run with its own config and data; "
             "only --set, --device and --report-dir may change"
         )
-    cfg = config.from_dict(checkpoint.read_config(Path(resume)))
-    for item in overrides:  # e.g. --set train.epochs=20 to extend a run
-        section, key, value = config.split_override(item)
-        if section != "train":  # the weights and token ids were made with these
-            raise TextlstmError(
-                f"--resume keeps the run's {section} settings; "
-                f"--set {section}.{key} needs a new run"
-            )
-        config.apply(cfg, section, key, value)
-    return cfg
-
-
-def where_is(run_dir: Path) -> str:
-    """The last line of a training run: where the checkpoint is and how to use it."""
-    from textlstm.checkpoint import DEFAULT_ROOT
-
-    latest = DEFAULT_ROOT / "latest"
-    if latest.resolve() == run_dir.resolve():
-        return f"checkpoint: {run_dir}  ({latest} points here)"
-    return f"checkpoint: {run_dir}  (use it with --checkpoint {run_dir})"
+    return config.resumed(checkpoint.read_config(Path(resume)), overrides)
 
 
 def print_report(model, split_data, label_names, task, where: dict, report_dir, cfg) -> None:
@@ -241,7 +179,7 @@ def evaluate(checkpoint, source, text_column, label_column, split, report_dir, d
     from textlstm.data import load_for_eval
     from textlstm.task import task_of
     from textlstm.tokenizer import tokenize_splits
-    from textlstm.train import pick_device
+    from textlstm.training import pick_device
 
     run_dir = ckpt.resolve(checkpoint)
     model, saved, labels = ckpt.load_model(run_dir, pick_device(device), rnn)
@@ -257,13 +195,7 @@ def evaluate(checkpoint, source, text_column, label_column, split, report_dir, d
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("texts", nargs=-1)
-@click.option("--checkpoint", help="Run folder (default: checkpoints/latest).")
-@click.option(
-    "--file",
-    "file",
-    help="Texts to classify: .txt (one per line), .jsonl or .parquet; - reads stdin.",
-)
+@reading_options
 @click.option(
     "--top-k",
     "-k",
@@ -284,26 +216,10 @@ def evaluate(checkpoint, source, text_column, label_column, split, report_dir, d
     "--format",
     "fmt",
     type=click.Choice(["text", "json", "jsonl", "parquet"]),
-    help="Output format (default: from the --output suffix .jsonl/.json/.parquet, else text).",
+    help="Default: from the --output suffix .jsonl/.json/.parquet, else text.",
 )
-@click.option("--output", "-o", type=click.Path(), help="Write here instead of stdout.")
-@click.option(
-    "--text-column",
-    default="text",
-    show_default=True,
-    help="Field holding the text in a .jsonl or .parquet --file.",
-)
-@click.option(
-    "--engine",
-    type=click.Choice(["auto", "numpy", "torch"]),
-    default="auto",
-    show_default=True,
-    help="auto: numpy on CPU (fast start), torch on GPU.",
-)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 def classify(
-    texts, checkpoint, file, top_k, threshold, fmt, output, text_column, engine, device, batch_size
+    texts, checkpoint, file, output, text_column, engine, device, batch_size, top_k, threshold, fmt
 ):
     """Classify raw texts: arguments, --file PATH, or - for stdin (one text per line).
 
@@ -314,23 +230,41 @@ def classify(
     Empty or whitespace-only texts are classified as a single unknown token
     (the model's prior); a warning names them, and JSON output marks "empty": true.
     """
-    import os
-
-    if engine != "torch" and device == "cpu":
-        # The numpy engine multiplies small matrices step by step: OpenBLAS's thread pool
-        # costs more than it gains (11x slower on a busy 2-core machine). Must be set
-        # before numpy loads; an explicit OPENBLAS_NUM_THREADS wins.
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from textlstm import stream
-    from textlstm.predict import Predictor
 
     fmt = stream.output_format(output, fmt)
-    chunks, total = stream.open_input(texts, file, text_column, output)
-    predictor = Predictor(checkpoint, engine, device)
+    chunks, total, predictor = open_reading(
+        texts, checkpoint, file, output, text_column, engine, device
+    )
     warn = lambda msg: click.echo(f"warning: {msg}", err=True)  # noqa: E731
     with stream.progress(total, enabled=bool(file)) as bar:  # not for a few arguments
         predicted = stream.predict_chunks(predictor, chunks, batch_size, bar, warn)
         stream.write_predictions(predicted, predictor, output, fmt, top_k, threshold)
+
+
+@main.command(context_settings=CONTEXT)
+@reading_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "npy", "parquet"]),
+    help="Default: from the --output suffix (.npy, .parquet), else jsonl.",
+)
+def embed(texts, checkpoint, file, output, text_column, engine, device, batch_size, fmt):
+    """Text vectors: each text's pooled features, the vector the classifier reads.
+
+    \b
+    For search, clustering or another model. Inputs as for classify; JSONL records
+    {"index", "vector"}, parquet (index, vector) or one .npy matrix (N, D).
+    """
+    from textlstm import stream
+
+    fmt = stream.vector_format(output, fmt)
+    chunks, total, predictor = open_reading(
+        texts, checkpoint, file, output, text_column, engine, device
+    )
+    with stream.progress(total, enabled=bool(file)) as bar:
+        stream.write_vectors(stream.embed_chunks(predictor, chunks, batch_size, bar), output, fmt)
 
 
 @main.command(context_settings=CONTEXT)

@@ -330,3 +330,18 @@ def from_dict(values: dict) -> RunConfig:
                 continue  # older bundles kept the task here; it is config.json's "task" now
             apply(cfg, section, key, value)
     return cfg
+
+
+def resumed(saved: dict, overrides=()) -> RunConfig:
+    """A run's saved config with `--resume`'s `--set` overrides: only `train.*` may change
+    (the weights and token ids were made with the model and data settings)."""
+    cfg = from_dict(saved)
+    for item in overrides:  # e.g. train.epochs=20 to extend a run
+        section, key, value = split_override(item)
+        if section != "train":
+            raise TextlstmError(
+                f"--resume keeps the run's {section} settings; "
+                f"--set {section}.{key} needs a new run"
+            )
+        apply(cfg, section, key, value)
+    return cfg

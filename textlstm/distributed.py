@@ -1,4 +1,4 @@
-"""Multi-process training with torchrun + DistributedDataParallel, kept out of train.py.
+"""Multi-process training with torchrun + DistributedDataParallel, kept out of training.py.
 
 `torchrun --nproc-per-node N -m textlstm train ...` (or `textlstm train --nproc N`,
 which runs `python -m torch.distributed.run --standalone` for you) starts N copies of
@@ -6,7 +6,7 @@ the same command. Each reads RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR / MAST
 from the environment torchrun sets, joins the process group (NCCL on CUDA, one GPU per
 process: cuda:LOCAL_RANK; gloo on CPU) and trains its shard of every batch (see
 batching.py). Without those variables every function here is a no-op for one process,
-so train.py runs unchanged.
+so training.py runs unchanged.
 
 Choices, and what they cost:
 - Validation is sharded and reduced: each rank predicts every W-th validation text and

@@ -1,6 +1,6 @@
 """Training guards: non-finite steps, out-of-memory, deterministic mode and RNG state.
 
-Kept apart from train.py so the training loop gains a few calls, not a few screens.
+Kept apart from training.py so the training loop gains a few calls, not a few screens.
 
 Non-finite steps. A NaN/inf loss or gradient must not reach the weights, and checking
 for one must not add a host-device sync to every step (on a GPU that sync stalls the

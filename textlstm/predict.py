@@ -49,6 +49,18 @@ def numpy_logits(
 ) -> np.ndarray:
     """TextLSTM's forward pass (eval mode) in numpy, from the safetensors weights; with an
     n-gram branch, `ngram_ids` are the texts' 0-padded bucket ids (ngrams.bag_matrix)."""
+    features = numpy_features(w, model_cfg, ids, lengths, ngram_ids)
+    return features @ w["classifier.weight"].T + w["classifier.bias"]
+
+
+def numpy_features(
+    w: dict,
+    model_cfg: dict,
+    ids: np.ndarray,
+    lengths: np.ndarray,
+    ngram_ids: np.ndarray | None = None,
+) -> np.ndarray:
+    """TextLSTM.features in numpy: the pooled vector the classifier reads, per text."""
     steps = ids.shape[1]
     mask = np.arange(steps)[None, :] < lengths[:, None]
     directions = 2 if model_cfg["bidirectional"] else 1
@@ -75,7 +87,7 @@ def numpy_logits(
     if model_cfg.get("ngrams"):  # the mean of each text's bucket vectors; row 0 pads
         counts = np.maximum((ngram_ids > 0).sum(axis=1, keepdims=True), 1)
         pooled.append(w["ngram_embedding.weight"][ngram_ids].sum(axis=1) / counts)
-    return np.concatenate(pooled, axis=1) @ w["classifier.weight"].T + w["classifier.bias"]
+    return np.concatenate(pooled, axis=1)
 
 
 class Predictor:
@@ -111,24 +123,26 @@ class Predictor:
             return encode_with_bag(self.tokenizer, texts, data["max_len"], data["truncation"])
         return encode(self.tokenizer, texts, data["max_len"], data["truncation"]), None
 
-    def batch_logits(self, ids: np.ndarray, lengths: np.ndarray, ngram_ids=None) -> np.ndarray:
+    def batch_outputs(self, ids, lengths, ngram_ids=None, features=False) -> np.ndarray:
+        """Logits (or, with `features`, the pooled vectors) of one padded batch."""
         if self.engine == "numpy":
-            return numpy_logits(self.weights, self.config["model"], ids, lengths, ngram_ids)
+            run = numpy_features if features else numpy_logits
+            return run(self.weights, self.config["model"], ids, lengths, ngram_ids)
         import torch
 
         def to(a):
             return None if a is None else torch.from_numpy(a).to(self.device)
 
         with torch.no_grad():
-            logits = self.model(to(ids), to(lengths), to(ngram_ids))
-        return logits.float().cpu().numpy()
+            run = self.model.features if features else self.model
+            out = run(to(ids), to(lengths), to(ngram_ids))
+        return out.float().cpu().numpy()
 
-    def probabilities(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
-        """(len(texts), num_classes) probabilities; batches sorted by length."""
+    def batches(self, texts: list[str], batch_size: int):
+        """(positions, ids, lengths, ngram ids or None) per batch, sorted by length."""
         all_ids, whole = self.encoded(texts)
         model = self.config["model"]
         lengths = np.array([len(i) for i in all_ids], dtype=np.int64)
-        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         order = np.argsort(-lengths, kind="stable")
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
@@ -138,8 +152,25 @@ class Predictor:
             bag = None
             if whole is not None:
                 bag = bag_matrix([whole[i] for i in index], model["ngrams"], model["ngram_buckets"])
-            probs[index] = self.task.probabilities(self.batch_logits(block, lengths[index], bag))
+            yield index, block, lengths[index], bag
+
+    def probabilities(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        """(len(texts), num_classes) probabilities; batches sorted by length."""
+        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for index, ids, lengths, bag in self.batches(texts, batch_size):
+            probs[index] = self.task.probabilities(self.batch_outputs(ids, lengths, bag))
         return probs
+
+    def embeddings(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        """(len(texts), D) pooled features: the vector the classifier reads for each text.
+        The same for both engines (to 1e-5); padding never changes a text's vector."""
+        out = None
+        for index, ids, lengths, bag in self.batches(texts, batch_size):
+            vectors = self.batch_outputs(ids, lengths, bag, features=True)
+            if out is None:
+                out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[index] = vectors
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
     def classify(self, texts: list[str], top_k: int = 1, threshold: float = 0.0):
         """For each text, [(label, probability), ...]: see `pick`."""

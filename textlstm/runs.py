@@ -140,6 +140,14 @@ def point_latest(run_dir: Path) -> Path | None:
     return latest
 
 
+def where_is(run_dir: Path) -> str:
+    """The last line of a training run: where the checkpoint is and how to use it."""
+    latest = DEFAULT_ROOT / "latest"
+    if latest.resolve() == Path(run_dir).resolve():
+        return f"checkpoint: {run_dir}  ({latest} points here)"
+    return f"checkpoint: {run_dir}  (use it with --checkpoint {run_dir})"
+
+
 def keep_metrics_rows(run_dir: Path, epochs: int) -> None:
     """Drop metrics.jsonl rows of epochs after `epochs` (they will be trained again)."""
     path = Path(run_dir) / "metrics.jsonl"

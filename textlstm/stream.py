@@ -246,6 +246,58 @@ def write_predictions(
             out.file.write("]\n")
 
 
+def embed_chunks(predictor, chunks, batch_size: int, bar) -> Iterator[tuple]:
+    """(position of the chunk's first text, its vectors) per chunk (`textlstm embed`)."""
+    start = 0
+    for chunk in chunks:
+        yield start, predictor.embeddings(chunk, batch_size)
+        start += len(chunk)
+        bar.update(len(chunk))
+
+
+def vector_format(output: str | None, fmt: str | None) -> str:
+    """`embed`'s --format, else the --output suffix (.npy, .parquet), else JSONL."""
+    if fmt:
+        return fmt
+    suffix = Path(output).suffix.lower() if output else ""
+    return {".npy": "npy", ".parquet": "parquet"}.get(suffix, "jsonl")
+
+
+def write_vectors(embedded, output: str | None, fmt: str) -> None:
+    """Vectors as JSONL records {"index", "vector"} (streamed; stdout or `output`), a
+    parquet file (index, vector; a row group per chunk) or one .npy matrix (held in
+    memory until the end: the format needs the row count first)."""
+    import numpy as np
+
+    if fmt in ("npy", "parquet") and not output:
+        raise TextlstmError(f"{fmt} output needs --output FILE.{fmt}")
+    with files.Output(output, binary=fmt != "jsonl") as out:
+        if fmt == "npy":
+            blocks = [vectors for _, vectors in embedded]
+            np.save(out.file, np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32))
+            return
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            schema = pa.schema([("index", pa.int64()), ("vector", pa.list_(pa.float32()))])
+            writer = pq.ParquetWriter(out.file, schema)
+            try:
+                for start, vectors in embedded:
+                    rows = {
+                        "index": np.arange(start, start + len(vectors)),
+                        "vector": list(vectors),
+                    }
+                    writer.write_table(pa.table(rows, schema=schema))
+            finally:
+                writer.close()
+            return
+        for start, vectors in embedded:
+            for index, row in enumerate(vectors, start):
+                vector = [round(float(v), 6) for v in row]
+                out.file.write(json.dumps({"index": index, "vector": vector}) + "\n")
+
+
 def format_record(fmt: str, index: int, text: str, picks) -> str:
     """One text's output: tab-separated label/probability pairs, or a JSON record."""
     if fmt == "text":
