@@ -1,0 +1,134 @@
+"""What one training step changes, and the step itself: the model (and its DDP wrapper),
+AdamW, the learning-rate schedule, the non-finite guard, the weight average, and
+adversarial training's second pass. training.fit runs the loop around it.
+
+No host sync inside `Learner.step`: the loss stays on the device, the guard's flag
+reaches the fused optimizer as a tensor (guards.py).
+"""
+
+import math
+
+import torch
+
+from textlstm import TextlstmError, distributed, guards
+from textlstm.adversarial import EmbeddedInputs, perturbation
+from textlstm.averaging import WeightAverage
+from textlstm.config import TrainConfig
+
+# A resumable position inside a run, as train_state.pt stores it.
+POSITION = ("epoch", "batches_done", "step", "best", "stale", "nonfinite_steps")
+
+
+class Learner:
+    """What one training step changes: the model (`net`: its DDP wrapper, or itself), the
+    optimiser and schedule, the non-finite guard and the weight average."""
+
+    def __init__(self, model, task, class_weight, tc: TrainConfig, device, total_steps: int):
+        self.model, self.task, self.class_weight, self.tc, self.device = (
+            model,
+            task,
+            class_weight,
+            tc,
+            device,
+        )
+        self.net = distributed.wrap(model, device)  # DDP under torchrun; `model` holds weights
+        self.optimizer = make_optimizer(model, tc)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, total_steps, tc)
+        )
+        self.guard = guards.NonFiniteGuard(device, tc.max_nonfinite)
+        self.average = None  # made by `restore`, from the live (or restored) weights
+
+    @property
+    def scored(self):
+        """The weights validation scores and the bundle holds: the average when on."""
+        return self.average.model if self.average else self.model
+
+    def step(self, batch: dict, global_size: int):
+        """One optimiser step on `batch`; (loss, keep: 0/1 on the device). No host sync."""
+        tc, device = self.tc, self.device
+        ids = batch["input_ids"].to(device, non_blocking=True)
+        lengths = batch["lengths"].to(device, non_blocking=True)
+        targets = batch["labels"].to(device, non_blocking=True)
+        bag = batch["ngram_ids"].to(device, non_blocking=True) if "ngram_ids" in batch else None
+        scale = distributed.loss_scale(len(targets), global_size)  # DDP: see distributed.py
+        embedded = EmbeddedInputs(self.model.embedding) if tc.adversarial else None
+        loss = self.loss(ids, lengths, bag, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss * scale).backward()  # the gradient of the whole global batch's mean loss
+        checked = loss.detach()
+        if embedded:  # and again with the embeddings moved against the model (adversarial.py)
+            embedded.remove()
+            delta = perturbation(embedded.value.grad, tc.adversarial)
+            adversarial_loss = self.loss(ids, lengths, bag, targets, delta)
+            (adversarial_loss * scale).backward()
+            checked = checked + adversarial_loss.detach()
+        norm = guards.grad_norm(self.model.parameters(), tc.clip_norm)
+        keep = self.guard.check(self.optimizer, checked, norm, len(targets))
+        self.optimizer.step()  # a no-op when the guard flagged the step
+        self.schedule.step()
+        if self.average:
+            self.average.update(self.model)
+        return loss.detach(), keep
+
+    def loss(self, ids, lengths, bag, targets, delta=None):
+        """The task's loss on one batch (`delta`: added to the embedded words)."""
+        tc = self.tc
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=tc.precision == "bf16"):
+            logits = self.net(ids, lengths, bag, delta)
+        return self.task.loss(logits, targets, self.class_weight, tc.label_smoothing)
+
+    def state(self, position: dict) -> dict:
+        """Everything `--resume` needs: weights, optimiser, schedule, average, RNG, position."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            **position,
+            **({"average": self.average.state_dict()} if self.average else {}),
+            **guards.rng_state(),
+        }
+
+    def restore(self, state: dict, run_dir=None) -> tuple:
+        """Load a train_state ({} for a new run); (epoch, batches done, step, best, stale)."""
+        position = (0, 0, 0, None, 0)
+        if state:
+            try:
+                self.model.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.schedule.load_state_dict(state["schedule"])
+                guards.restore_rng_state(state)
+                position = tuple(state[k] for k in POSITION[:5])
+            except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+                raise TextlstmError(
+                    f"{run_dir}/train_state.pt does not fit this run's model and config "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+                ) from exc
+            self.guard.skipped += state.get("nonfinite_steps", 0)
+        if self.tc.ema:
+            self.average = WeightAverage(self.model, self.tc.ema)
+            if "average" in state:
+                self.average.load_state_dict(state["average"])
+        return position
+
+
+def make_optimizer(model, tc: TrainConfig):
+    """AdamW with weight decay on the weight matrices only (not biases, not embeddings)."""
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embedding" in n]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay}],
+        lr=tc.lr,
+        weight_decay=0.0,
+        fused=True,  # skips a non-finite step on the device (guards.NonFiniteGuard)
+    )
+
+
+def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
+    warmup = int(cfg.warmup_ratio * total)
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1 - progress
