@@ -170,8 +170,13 @@ def tokenize_splits(splits, tok: Tokenizer, cfg: DataConfig, bag: bool = False):
         ids, whole = encode_with_bag(tok, batch["text"], cfg.max_len, cfg.truncation)
         return {"input_ids": ids, "length": [len(i) for i in ids], "bag_ids": whole}
 
-    return splits.map(add_ids, batched=True, batch_size=1000,
-                      features=datasets.Features(features), desc="tokenizing")  # fmt: skip
+    return splits.map(
+        add_ids,
+        batched=True,
+        batch_size=1000,
+        features=datasets.Features(features),
+        desc="tokenizing",
+    )
 
 
 @dataclass
