@@ -19,11 +19,20 @@ def load(checkpoint=None, engine: str = "auto", device: str = "cpu"):
     return Classifier(checkpoint, engine, device)
 
 
-def train(data=None, config=None, out=None, overrides=None, overwrite: bool = False):
+def train(
+    data=None, config=None, out=None, overrides=None, overwrite: bool = False, init_from=None
+):
     """Train a classifier as `textlstm train` does; returns the run folder (api.train)."""
     from textlstm.api import train as run
 
-    return run(data, config, out, overrides, overwrite)
+    return run(data, config, out, overrides, overwrite, init_from)
+
+
+def pretrain(data, out, unlabeled=(), config=None, overrides=None, overwrite: bool = False):
+    """Pretrain an encoder as `textlstm pretrain` does; returns its folder (api.pretrain)."""
+    from textlstm.api import pretrain as run
+
+    return run(data, out, unlabeled, config, overrides, overwrite)
 
 
 class TextlstmError(Exception):

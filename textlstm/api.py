@@ -90,14 +90,10 @@ def as_list(texts) -> tuple[bool, list[str]]:
     return False, texts
 
 
-def train(data=None, config=None, out=None, overrides=None, overwrite: bool = False) -> Path:
-    """Train as `textlstm train` does and return the run folder.
-
-    `data`: what `--data` takes; `config`: a TOML file like `--config`; `overrides`: a dict
-    {"train.epochs": 3} or a list of "section.key=value" strings, like `--set`.
-    """
+def build_config(data, config, overrides):
+    """A run's config from the API's arguments: `overrides` is a dict {"train.epochs": 3}
+    or a list of "section.key=value" strings, like `--set`."""
     from textlstm import config as run_config
-    from textlstm.training import fit
 
     items = overrides or ()
     if isinstance(items, dict):
@@ -106,4 +102,30 @@ def train(data=None, config=None, out=None, overrides=None, overwrite: bool = Fa
     if data is not None:
         cfg.data.source = str(data)
     cfg.check()
+    return cfg
+
+
+def train(
+    data=None, config=None, out=None, overrides=None, overwrite: bool = False, init_from=None
+) -> Path:
+    """Train as `textlstm train` does and return the run folder.
+
+    `data`: what `--data` takes; `config`: a TOML file like `--config`; `overrides`: like
+    `--set` (see build_config); `init_from`: a `pretrain` folder, like `--init-from`.
+    """
+    from textlstm.training import fit
+
+    cfg = build_config(data, config, overrides)
+    cfg.model.init_from = str(init_from) if init_from else cfg.model.init_from
     return fit(cfg, Path(out) if out else None, overwrite=overwrite).run_dir
+
+
+def pretrain(data, out, unlabeled=(), config=None, overrides=None, overwrite=False) -> Path:
+    """Pretrain an encoder as `textlstm pretrain` does and return its folder: the texts of
+    `data`'s train split and of the `unlabeled` files (paths)."""
+    from textlstm.pretraining import pretrain as run
+
+    cfg = build_config(data, config, overrides)
+    if isinstance(unlabeled, str | Path):
+        unlabeled = [unlabeled]
+    return run(cfg, Path(out), [str(p) for p in unlabeled], overwrite=overwrite).out

@@ -9,6 +9,11 @@
                         moving average when train.ema is on (resume only; read with
                         torch.load(weights_only=True))
 
+A `textlstm pretrain` folder has the same layout less labels.json, and its config.json
+says `"kind": "pretrained_encoder"`: its weights are an encoder and a language-model
+head, no classifier, so the classifier's loaders refuse it and `load_pretrained` (for
+`train --init-from`) reads it.
+
 Every file is written atomically (temp file in the same directory, fsync, rename): a
 crash at any moment leaves the previous version of the file, never half of one.
 `checkpoints/latest` (a symlink, or a one-line file where symlinks are unavailable)
@@ -45,6 +50,8 @@ RUN_OUTPUTS = (
 )
 LOCK_FILE = ".lock"  # held by the one process writing a run folder (lock_run)
 DEFAULT_ROOT = Path("checkpoints")
+PRETRAINED_KIND = "pretrained_encoder"  # config.json "kind" of a `textlstm pretrain` folder
+PRETRAINED_FILES = ("model.safetensors", "config.json", "tokenizer.json")
 # The ids every tokenizer.json of a bundle gives its two special tokens.
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1
@@ -113,13 +120,18 @@ def resolve(checkpoint: str | Path | None) -> Path:
 
 def read_meta(run_dir: Path) -> tuple[dict, list[str]]:
     """config.json and labels.json of a bundle, checked for completeness and version."""
+    config = read_config(run_dir) if (run_dir / "config.json").is_file() else None
+    if config is not None and config.get("kind") == PRETRAINED_KIND:
+        raise TextlstmError(
+            f"{run_dir} is a pretrained encoder (textlstm pretrain), not a classifier: "
+            f"fine-tune it first with textlstm train --init-from {run_dir}"
+        )
     missing = [name for name in BUNDLE_FILES if not (run_dir / name).is_file()]
     if missing:
         raise TextlstmError(
             f"{run_dir} is not a complete checkpoint: missing {', '.join(missing)} "
             "(a run writes them when its first epoch ends)"
         )
-    config = read_config(run_dir)
     if not all(
         isinstance(config.get(k), int) and config[k] > 0 for k in ("vocab_size", "num_classes")
     ):
@@ -246,6 +258,47 @@ def load_model(run_dir: Path, device: str = "cpu", rnn: str | None = None):
     model = TextLSTM(model_cfg, config["vocab_size"], len(labels))
     model.load_state_dict(tensors)  # shapes checked by load_bundle
     return model.to(device).eval(), config, labels
+
+
+def load_pretrained(folder) -> tuple[dict, dict, object]:
+    """(config, encoder weights as torch tensors, tokenizer) of a `textlstm pretrain`
+    folder, for `train --init-from`; anything else, or a folder whose files do not fit
+    each other, is refused with one line."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise TextlstmError(f"--init-from {folder}: no such folder")
+    config = read_config(folder)
+    if config.get("kind") != PRETRAINED_KIND:
+        raise TextlstmError(
+            f"--init-from {folder}: not a textlstm pretrain folder (its config.json has no "
+            f'"kind": "{PRETRAINED_KIND}"); make one with textlstm pretrain'
+        )
+    missing = [name for name in PRETRAINED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise TextlstmError(
+            f"--init-from {folder}: missing {', '.join(missing)} (a pretraining writes its "
+            "weights when its first epoch ends)"
+        )
+    from textlstm.config import from_dict
+
+    vocab = config.get("vocab_size")
+    if not isinstance(vocab, int) or vocab < 3:
+        raise TextlstmError(f"{folder}/config.json lacks a valid vocab_size")
+    tensors = load_tensors(folder)
+    want = expected_shapes(from_dict(config).model, vocab, 1)
+    want = {n: shape for n, shape in want.items() if n.startswith(("embedding.", "rnn."))}
+    wrong = [n for n in want if n not in tensors or tuple(tensors[n].shape) != want[n]]
+    if wrong:
+        n = wrong[0]
+        got = tuple(tensors[n].shape) if n in tensors else "missing"
+        raise TextlstmError(
+            f"--init-from {folder}: model.safetensors does not fit its config.json ({n}: "
+            f"{got} in the weights, {want[n]} expected)"
+        )
+    encoder = {n: tensors[n] for n in want}
+    if not all(bool(t.isfinite().all()) for t in encoder.values()):
+        raise TextlstmError(f"--init-from {folder}: the encoder holds NaN or infinite weights")
+    return config, encoder, load_tokenizer(folder, vocab)
 
 
 def load_tokenizer(run_dir: Path, vocab_size: int | None = None):

@@ -82,6 +82,11 @@ def preprocess(source, text_column, label_column, config_file, overrides, out, s
 @click.option("--overwrite", is_flag=True, help="Replace a finished run already in --out.")
 @click.option("--report-dir", help="Where to write the test report (default: the run folder).")
 @click.option(
+    "--init-from",
+    type=click.Path(),
+    help="Start from the tokenizer and encoder of a `textlstm pretrain` folder (model.init_from).",
+)
+@click.option(
     "--deterministic",
     is_flag=True,
     help="Deterministic GPU kernels where they exist (train.deterministic).",
@@ -91,7 +96,7 @@ def preprocess(source, text_column, label_column, config_file, overrides, out, s
     type=click.IntRange(min=1),
     help="Train with N processes (DDP) on this machine via torchrun; batch sizes are per process.",
 )
-def train(resume, out, overwrite, report_dir, device, deterministic, nproc, **options):
+def train(resume, out, overwrite, report_dir, init_from, device, deterministic, nproc, **options):
     """Train a classifier; ends with the test-split report and the checkpoint path.
 
     \b
@@ -105,6 +110,9 @@ def train(resume, out, overwrite, report_dir, device, deterministic, nproc, **op
     from textlstm.training import Interrupted, fit
 
     cfg = train_config(resume, **options)
+    if init_from and resume:
+        raise TextlstmError("--resume continues from the run's own weights: drop --init-from")
+    cfg.model.init_from = init_from or cfg.model.init_from
     cfg.train.device = device or cfg.train.device
     cfg.train.deterministic = deterministic or cfg.train.deterministic
     cfg.check()  # fit prints the config once the data loaded: a bad --data is one line
@@ -148,7 +156,72 @@ def train_config(resume, config_file, overrides, source, text_column, label_colu
             "--resume continues a run with its own config and data; "
             "only --set, --device and --report-dir may change"
         )
-    return config.resumed(checkpoint.read_config(Path(resume)), overrides)
+    saved = checkpoint.read_config(Path(resume))
+    if saved.get("kind") == checkpoint.PRETRAINED_KIND:
+        raise TextlstmError(
+            f"{resume} is a pretraining: continue it with textlstm pretrain --resume {resume}"
+        )
+    return config.resumed(saved, overrides)
+
+
+@main.command(context_settings=CONTEXT)
+@data_options
+@config_options
+@click.option(
+    "--unlabeled",
+    multiple=True,
+    type=click.Path(),
+    help="More texts to learn from: .txt (one per line), .csv, .tsv, .jsonl, .parquet "
+    "(column --text-column), or a folder of them (repeatable).",
+)
+@click.option("--out", help="Folder to write the pretrained encoder to (required unless --resume).")
+@click.option("--resume", type=click.Path(), help="Continue the pretraining saved in this folder.")
+@click.option("--overwrite", is_flag=True, help="Replace a pretraining already in --out.")
+@click.option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")
+@click.option("--seed", type=int, help="Random seed (train.seed, default 0).")
+def pretrain(unlabeled, out, resume, overwrite, device, **options):
+    """Pretrain the encoder as a bidirectional language model on the task's own texts.
+
+    \b
+    Reads the texts of --data's train split (never a label) and of any --unlabeled files;
+    `textlstm train --init-from OUT` then starts the classifier from it. Settings:
+    [data] (tokenizer), [model] (encoder shape), [train] (optimiser), [pretrain].
+    """
+    from textlstm.pretraining import pretrain as run
+    from textlstm.pretraining import resumed_config
+    from textlstm.training import Interrupted
+
+    if resume:
+        if out or unlabeled or any(v is not None for k, v in options.items() if k != "overrides"):
+            raise TextlstmError(
+                "--resume continues a pretraining with its own config and texts; "
+                "only --set train.* / pretrain.* and --device may change"
+            )
+        cfg, unlabeled = resumed_config(Path(resume), options["overrides"])
+    elif not out:
+        raise TextlstmError("pretrain needs --out DIR (or --resume DIR)")
+    else:
+        cfg = build_config(**options)
+    cfg.train.device = device or cfg.train.device
+    cfg.check()
+    target = Path(resume or out)
+    try:
+        result = run(cfg, target, unlabeled, bool(resume), overwrite)
+    except Interrupted as stop:
+        click.echo(
+            f"stopped by signal {stop.signum}; state saved. Resume with:\n"
+            f"  textlstm pretrain --resume {stop.run_dir}",
+            err=True,
+        )
+        sys.exit(stop.exit_code)
+    best = result.best
+    held = best.get("heldout_ppl")
+    click.echo(
+        f"pretrained encoder: {result.out} (epoch {best['epoch']}, held-out perplexity {held:.1f})"
+        if held is not None
+        else f"pretrained encoder: {result.out}"
+    )
+    click.echo(f"fine-tune it: textlstm train --data {cfg.data.source} --init-from {result.out}")
 
 
 def print_report(model, split_data, label_names, task, where: dict, report_dir, cfg) -> None:

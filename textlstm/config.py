@@ -84,6 +84,7 @@ class ModelConfig:
     ngram_dim: int = 64  # size of the n-gram bag's vectors
     vectors: str = ""  # word2vec/GloVe/fastText text file to initialise embeddings (vectors.py)
     freeze_vectors: bool = False  # keep the rows found in `vectors` fixed during training
+    init_from: str = ""  # a `textlstm pretrain` folder: start from its tokenizer and encoder
 
     def check(self) -> None:
         parts = self.pooling.split("+")
@@ -96,6 +97,10 @@ class ModelConfig:
             raise TextlstmError(f"model.rnn must be 'cudnn' or 'cell', not {self.rnn!r}")
         if self.freeze_vectors and not self.vectors:
             raise TextlstmError("model.freeze_vectors needs model.vectors=PATH")
+        if self.vectors and self.init_from:
+            raise TextlstmError(
+                "model.vectors and model.init_from both set the embeddings: choose one"
+            )
         check_ranges(
             "model",
             self,
@@ -155,6 +160,8 @@ class TrainConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing (single-label runs)
     adversarial: float = 0.0  # > 0: also train on embeddings moved this far against the model
     ema: float = 0.0  # > 0: validate and save a moving average of the weights (averaging.py)
+    layer_lr_decay: float = 1.0  # > 1: each layer below the classifier learns this much slower
+    unfreeze: float = 0.0  # > 0: classifier first, one more layer from the top every N epochs
     class_weights: str = "none"  # "none" | "balanced" (n / (k * count)) | "[w0, w1, ...]"
     sampler: str = "bucket"  # "bucket" | "balanced" (equal share of each class per epoch)
     metric: str = "macro_f1"  # picks the best epoch: "macro_f1" | "accuracy" | "loss"
@@ -193,6 +200,8 @@ TRAIN_RANGES = {
     "label_smoothing": "[0, 1)",
     "adversarial": ">= 0",
     "ema": "[0, 1)",
+    "layer_lr_decay": ">= 1",
+    "unfreeze": ">= 0",
     "epochs": ">= 1",
     "batch_size": ">= 1",
     "max_tokens": ">= 0",
@@ -223,10 +232,35 @@ def check_ranges(section: str, values, ranges: dict[str, str]) -> None:
 
 
 @dataclass
+class PretrainConfig:
+    """Language-model pretraining, `textlstm pretrain` only (section `pretrain`). The
+    encoder's shape comes from `model`, the tokenizer from `data`, the optimiser (lr, batch
+    size, schedule, clipping, seed, device) from `train`."""
+
+    epochs: int = 5  # passes over the texts at most; the best held-out epoch is kept
+    heldout: float = 0.02  # share of the texts held out to measure perplexity
+    max_texts: int = 0  # > 0: pretrain on a random sample of at most this many texts
+
+    def check(self) -> None:
+        check_ranges(
+            "pretrain", self, {"epochs": ">= 1", "heldout": "[0, 0.5]", "max_texts": ">= 0"}
+        )
+
+
+# The settings an encoder is made with: a run that starts from a pretrained one must use
+# the same (config.adopt_encoder), or its weights and token ids would mean other things.
+ENCODER_KEYS = {
+    "data": ("tokenizer", "vocab_size", "min_frequency", "lowercase", "digits"),
+    "model": ("emb_dim", "hidden_dim", "num_layers", "bidirectional"),
+}
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -236,11 +270,14 @@ class RunConfig:
         self.data.check()
         self.model.check()
         self.train.check()
+        self.pretrain.check()
 
-    def describe(self) -> str:
+    def describe(self, sections=("data", "model", "train")) -> str:
         """The effective config as TOML-like lines, printed at the start of a run."""
         lines = []
         for section, values in self.as_dict().items():
+            if section not in sections:
+                continue
             lines.append(f"[{section}]")
             lines += [f"  {key} = {json.dumps(value)}" for key, value in values.items()]
         return "\n".join(lines)
@@ -324,7 +361,7 @@ def split_override(item: str) -> tuple[str, str, str]:
 def from_dict(values: dict) -> RunConfig:
     """The RunConfig saved in a checkpoint's config.json."""
     cfg = RunConfig()
-    for section in ("data", "model", "train"):
+    for section in ("data", "model", "train", "pretrain"):
         for key, value in values.get(section, {}).items():
             if (section, key) == ("data", "multi_label"):
                 continue  # older bundles kept the task here; it is config.json's "task" now
@@ -345,3 +382,26 @@ def resumed(saved: dict, overrides=()) -> RunConfig:
             )
         apply(cfg, section, key, value)
     return cfg
+
+
+def adopt_encoder(cfg: RunConfig, saved: dict, where) -> list[str]:
+    """Make `cfg` use the encoder settings of a pretrained folder's config.json (`saved`).
+
+    A setting left at its default takes the pretrained value (a note says so); one set to
+    anything else is refused with one line, since the weights could not mean the same.
+    """
+    notes = []
+    for section, keys in ENCODER_KEYS.items():
+        values, defaults = getattr(cfg, section), type(getattr(cfg, section))()
+        for key in keys:
+            mine, theirs = getattr(values, key), saved.get(section, {}).get(key)
+            if theirs is None or mine == theirs:
+                continue
+            if mine != getattr(defaults, key):
+                raise TextlstmError(
+                    f"{section}.{key}={mine!r} does not fit the encoder pretrained in {where} "
+                    f"({key} {theirs!r}): drop the setting, or pretrain again with it"
+                )
+            setattr(values, key, coerce(theirs, type(mine), f"{section}.{key}"))
+            notes.append(f"{section}.{key}={theirs!r} from the pretrained encoder in {where}")
+    return notes

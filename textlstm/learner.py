@@ -33,9 +33,10 @@ class Learner:
         )
         self.net = distributed.wrap(model, device)  # DDP under torchrun; `model` holds weights
         self.optimizer = make_optimizer(model, tc)
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, total_steps, tc)
-        )
+        factors = [
+            group_factor(group["depth"], total_steps, tc) for group in self.optimizer.param_groups
+        ]
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factors)
         self.guard = guards.NonFiniteGuard(device, tc.max_nonfinite)
         self.average = None  # made by `restore`, from the live (or restored) weights
 
@@ -113,15 +114,56 @@ class Learner:
 
 
 def make_optimizer(model, tc: TrainConfig):
-    """AdamW with weight decay on the weight matrices only (not biases, not embeddings)."""
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embedding" in n]
+    """AdamW with weight decay on the weight matrices only (not biases, not embeddings).
+
+    Each parameter group carries its `depth` below the classifier (layer_depth); the
+    groups are split by depth only when `train.layer_lr_decay` or `train.unfreeze` treat
+    layers differently, so a plain run keeps its two groups (and older train states fit).
+    """
+    by_layer = tc.layer_lr_decay != 1 or tc.unfreeze > 0
+    groups: dict[tuple[int, bool], list] = {}
+    for name, p in model.named_parameters():
+        depth = layer_depth(name, model.cfg.num_layers) if by_layer else 0
+        decay = p.ndim >= 2 and "embedding" not in name
+        groups.setdefault((depth, decay), []).append(p)
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay}],
+        [
+            {"params": params, "depth": depth, "weight_decay": tc.weight_decay if decay else 0.0}
+            for (depth, decay), params in sorted(
+                groups.items(), key=lambda kv: (not kv[0][1], kv[0][0])
+            )
+        ],
         lr=tc.lr,
         weight_decay=0.0,
         fused=True,  # skips a non-finite step on the device (guards.NonFiniteGuard)
     )
+
+
+def layer_depth(name: str, num_layers: int) -> int:
+    """How far below the output a parameter sits: 0 the classifier (and n-gram bag), 1 the
+    top LSTM layer, ..., `num_layers` the first, `num_layers + 1` the word embedding."""
+    if name.startswith("embedding."):
+        return num_layers + 1
+    if name.startswith("rnn."):
+        layer = int(name.split("_l")[-1].split("_")[0])
+        return num_layers - layer
+    return 0
+
+
+def group_factor(depth: int, total: int, tc: TrainConfig):
+    """The LR multiplier of the layers at `depth`, as a function of the step: the schedule,
+    divided by `layer_lr_decay` per layer below the top (ULMFiT's discriminative rates),
+    and 0 until gradual unfreezing reaches the layer (`unfreeze` epochs per layer). A frozen
+    layer still gets gradients, but an LR of 0 leaves it (and its weight decay) exactly as
+    it is: the same under DDP and on resume, with no parameter set aside."""
+    steps_per_epoch = total / tc.epochs
+    scale = tc.layer_lr_decay ** (-depth)
+    thaw = depth * tc.unfreeze * steps_per_epoch  # the step this layer starts learning
+
+    def factor(step: int) -> float:
+        return 0.0 if step < thaw else scale * lr_factor(step, total, tc)
+
+    return factor
 
 
 def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:

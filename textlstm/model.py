@@ -128,6 +128,17 @@ class TextLSTM(nn.Module):
         counts = (ngram_ids > 0).sum(dim=1, keepdim=True).clamp(min=1)
         return self.ngram_embedding(ngram_ids).sum(dim=1) / counts
 
+    def load_encoder(self, tensors: dict) -> int:
+        """Copy a pretrained encoder (embedding and LSTM weights, pretraining.py) into this
+        model; the classifier and n-gram bag keep their fresh initialisation. Returns the
+        number of values copied. Shapes were checked against the config by the caller."""
+        own = self.state_dict()
+        names = [n for n in own if n.startswith(("embedding.", "rnn."))]
+        with torch.no_grad():
+            for name in names:
+                own[name].copy_(tensors[name])
+        return sum(own[n].numel() for n in names)
+
     def forward(self, input_ids, lengths, ngram_ids=None, delta=None) -> torch.Tensor:
         """Logits (B, num_classes) for right-padded ids (B, T) and true lengths (B,);
         with `model.ngrams`, also the texts' n-gram bucket ids (B, M), 0-padded."""

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from textlstm import TextlstmError, __version__, checkpoint, distributed, files, guards, runs, tblog
 from textlstm.batching import column_array, loader
+from textlstm.config import adopt_encoder
 from textlstm.evaluate import evaluate_split, predict_logits
 from textlstm.imbalance import loss_weights, train_sampler
 from textlstm.learner import POSITION, Learner
@@ -80,12 +81,20 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
 
     # -- data: load, check, tokenize (the tokenizer is the run's own on resume) -----------
     guards.seed_everything(tc.seed)
-    tokenizer = checkpoint.load_tokenizer(run_dir) if resume else None
+    tokenizer, init = checkpoint.load_tokenizer(run_dir) if resume else None, None
+    if cfg.model.init_from and not resume:  # a pretrained encoder: its tokenizer and shape
+        saved, encoder, tokenizer = checkpoint.load_pretrained(cfg.model.init_from)
+        init = (encoder, adopt_encoder(cfg, saved, cfg.model.init_from))
     prep = prepare_shared(cfg.data, tc.seed, tokenizer, bag=cfg.model.ngrams > 0)
+    if init and prep.tokenizer.to_str() != tokenizer.to_str():
+        raise TextlstmError(
+            f"{cfg.data.source} was preprocessed with another tokenizer than the encoder in "
+            f"{cfg.model.init_from}: pass the raw data with --init-from"
+        )
     cfg.data, task = prep.data, prep.task  # task: single- or multi-label (task.py)
     task.check_training(tc, distributed.world_size())
     say(f"textlstm {__version__}: effective config\n{cfg.describe()}")
-    for note in prep.notes:
+    for note in prep.notes + (init[1] if init else []):
         say(note if note.startswith("warning:") else f"note: {note}")
     train_split, val_split = prep.splits["train"], prep.splits["validation"]
     say(prep.describe())
@@ -103,6 +112,9 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         from textlstm.vectors import apply_vectors
 
         say(apply_vectors(model, prep.tokenizer, cfg.model, train_split))
+    if init:  # embedding and LSTM from the language model; the classifier starts fresh
+        copied = model.load_encoder(init[0])
+        say(f"encoder: {copied:,} weights from {cfg.model.init_from}")
     sampler = train_sampler(train_split, tc, distributed.rank(), distributed.world_size())
     learner = Learner(model, task, class_weight, tc, device, tc.epochs * len(sampler.batches(0)))
     guard, schedule = learner.guard, learner.schedule
