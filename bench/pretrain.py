@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--variant", action="append", choices=list(VARIANTS), help="default: plain")
     ap.add_argument("--no-scratch", action="store_true", help="skip the from-scratch runs")
     ap.add_argument("--unsup", type=int, default=0, help="imdb: also pretrain on N unsup texts")
+    ap.add_argument("--pretrained", help="reuse this pretraining (made on the same view)")
     ap.add_argument("--set", action="append", default=[], help="override for every run")
     ap.add_argument("--pretrain-set", action="append", default=[], help="override, pretraining")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
@@ -126,16 +127,19 @@ def main() -> None:
     # -- pretrain once ---------------------------------------------------------------
     cfg = base_config(args.dataset, 0, [*args.set, *args.pretrain_set])
     cfg.data.source = str(view)
+    encoder = Path(args.pretrained) if args.pretrained else tmp / "pretrained"
     started = time.time()
-    pre = pretrain(cfg, tmp / "pretrained", unlabeled)
-    rows = [json.loads(line) for line in (tmp / "pretrained" / "metrics.jsonl").open()]
+    if not args.pretrained:
+        pretrain(cfg, encoder, unlabeled)
+    rows = [json.loads(line) for line in (encoder / "metrics.jsonl").open()]
+    best = json.loads((encoder / "metrics.json").read_text())
     pre_row = {
         "dataset": args.dataset,
         "run": "pretrain",
-        "texts": pre.texts,
-        "seconds": time.time() - started,
+        "texts": best["texts"],
+        "seconds": sum(r["epoch_s"] for r in rows) if args.pretrained else time.time() - started,
         "epochs": len(rows),
-        "heldout_ppl": pre.best["heldout_ppl"],
+        "heldout_ppl": best["heldout_ppl"],
         "tokens_per_s": statistics.mean(r["tokens_per_s"] for r in rows),
     }
     record(pre_row)
@@ -148,7 +152,7 @@ def main() -> None:
             extra = [*args.set] + ([] if system == "scratch" else [*VARIANTS[system]])
             cfg = base_config(args.dataset, seed, extra)
             if system != "scratch":
-                cfg.model.init_from = str(tmp / "pretrained")
+                cfg.model.init_from = str(encoder)
             result = run_fit(cfg, view, tmp / f"{system}-{seed}")
             record({"dataset": args.dataset, "run": system, "seed": seed, **result})
             runs.setdefault(system, []).append(result)
@@ -159,7 +163,7 @@ def main() -> None:
     lines = [
         f"{datetime.date.today()}, CPU, torch threads {torch.get_num_threads()}, Python "
         f"{platform.python_version()}, torch {torch.__version__}; seeds "
-        f"{' '.join(map(str, args.seeds))}; pretraining: {pre.texts:,} texts, "
+        f"{' '.join(map(str, args.seeds))}; pretraining: {pre_row['texts']:,} texts, "
         f"{pre_row['epochs']} epochs, {pre_row['seconds'] / 60:.1f} min, "
         f"{pre_row['tokens_per_s']:,.0f} tokens/s, held-out perplexity "
         f"{pre_row['heldout_ppl']:.1f}.",

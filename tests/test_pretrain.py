@@ -216,6 +216,11 @@ def test_mismatched_or_wrong_folders_are_refused_with_one_line(pretrained, tiny_
     assert "pretrain --resume" in error_line(["train", "--resume", str(lm)])
     assert "nothing to resume" in error_line(["pretrain", "--resume", str(tiny_run.run_dir)])
     assert "needs --out" in error_line(["pretrain", "--data", str(SMS)])
+    held = error_line(["pretrain", "--resume", str(lm), "--set", "train.seed=3"])
+    assert "needs a new pretraining" in held
+    own = ["train", "--data", str(SMS), "--out", str(lm), "--init-from", str(lm), "--overwrite"]
+    assert "would be lost" in error_line(own)
+    assert (lm / "model.safetensors").is_file()  # the pretraining is untouched
     assert not (tmp_path / "x").exists()  # nothing was started
 
 
@@ -233,6 +238,42 @@ def test_unlabeled_files_of_every_kind_and_folders(tmp_path):
         read_unlabeled([tmp_path / "c.csv"], "body")
     with pytest.raises(Exception, match="no such file"):
         read_unlabeled([tmp_path / "nope.txt"], "text")
+    (tmp_path / "e.json").write_text("[]")
+    with pytest.raises(Exception, match="use .txt"):
+        read_unlabeled([tmp_path / "e.json"], "text")
+    (tmp_path / "f.jsonl").write_text('{"body": "x"}\n')
+    with pytest.raises(Exception, match="--unlabeled .*no 'text' field"):
+        read_unlabeled([tmp_path / "f.jsonl"], "text")
+
+
+def test_a_run_that_carves_validation_otherwise_is_warned(tmp_path):
+    """No validation split: pretraining and classifier must carve alike, or the encoder has
+    read texts that validation scores."""
+    import pandas as pd
+
+    data = tmp_path / "data"
+    data.mkdir()
+    pd.read_parquet(SMS / "train.parquet").head(600).to_parquet(data / "train.parquet")
+    runner = CliRunner()
+    sets = ["--set", "pretrain.epochs=1", *[x for i in TINY_LM for x in ("--set", i)]]
+    done = runner.invoke(
+        main, ["pretrain", "--data", str(data), "--out", str(tmp_path / "lm"), *sets]
+    )
+    assert done.exit_code == 0, done.output
+    train = [
+        "train",
+        "--data",
+        str(data),
+        "--init-from",
+        str(tmp_path / "lm"),
+        "--set",
+        "train.epochs=1",
+    ]
+    same = runner.invoke(main, [*train, "--out", str(tmp_path / "a")])
+    assert same.exit_code == 0 and "encoder was pretrained" not in same.output, same.output
+    other = runner.invoke(main, [*train, "--out", str(tmp_path / "b"), "--seed", "1"])
+    assert other.exit_code == 0, other.output
+    assert "warning: the encoder was pretrained" in other.output
 
 
 def test_sigint_mid_pretraining_then_resume_ends_with_the_same_weights(tmp_path):
@@ -284,6 +325,10 @@ def test_layer_depths_and_rates():
     assert [f(50) for f in factors] == [pytest.approx(f_top) for f_top in (factors[0](50), 0, 0, 0)]
     assert factors[1](100) == pytest.approx(factors[0](100) / 2)
     assert factors[3](299) == 0 and factors[3](300) == pytest.approx(factors[0](300) / 8)
+    from textlstm.learner import frozen_throughout
+
+    never = frozen_throughout(ModelConfig(num_layers=2), TrainConfig(epochs=3, unfreeze=1))
+    assert never == ["the word embedding"]  # fit prints a warning for it
     plain = make_optimizer(model, TrainConfig())
     assert len(plain.param_groups) == 2  # a plain run's groups (and train states) as before
 

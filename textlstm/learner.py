@@ -64,6 +64,11 @@ class Learner:
             adversarial_loss = self.loss(ids, lengths, bag, targets, delta)
             (adversarial_loss * scale).backward()
             checked = checked + adversarial_loss.detach()
+        if tc.unfreeze:  # frozen layers (LR 0): no say in the clipping norm, moments untouched
+            for group in self.optimizer.param_groups:
+                if group["lr"] == 0:  # a Python float: no sync
+                    for p in group["params"]:
+                        p.grad = None
         norm = guards.grad_norm(self.model.parameters(), tc.clip_norm)
         keep = self.guard.check(self.optimizer, checked, norm, len(targets))
         self.optimizer.step()  # a no-op when the guard flagged the step
@@ -153,9 +158,10 @@ def layer_depth(name: str, num_layers: int) -> int:
 def group_factor(depth: int, total: int, tc: TrainConfig):
     """The LR multiplier of the layers at `depth`, as a function of the step: the schedule,
     divided by `layer_lr_decay` per layer below the top (ULMFiT's discriminative rates),
-    and 0 until gradual unfreezing reaches the layer (`unfreeze` epochs per layer). A frozen
-    layer still gets gradients, but an LR of 0 leaves it (and its weight decay) exactly as
-    it is: the same under DDP and on resume, with no parameter set aside."""
+    and 0 until gradual unfreezing reaches the layer (`unfreeze` epochs per layer, an epoch
+    counted as total / epochs steps). A frozen layer's gradients are dropped before the
+    clip (Learner.step), so it, its optimizer moments and the clip are exactly as if it
+    were not there; DDP still reduces them, and resume needs nothing (the step decides)."""
     steps_per_epoch = total / tc.epochs
     scale = tc.layer_lr_decay ** (-depth)
     thaw = depth * tc.unfreeze * steps_per_epoch  # the step this layer starts learning
@@ -174,3 +180,14 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
         return 1.0
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1 - progress
+
+
+def frozen_throughout(model_cfg, tc: TrainConfig) -> list[str]:
+    """The layers gradual unfreezing never reaches within `train.epochs`, by name."""
+    if not tc.unfreeze:
+        return []
+    names = {model_cfg.num_layers + 1: "the word embedding"}
+    names.update(
+        {model_cfg.num_layers - k: f"LSTM layer {k + 1}" for k in range(model_cfg.num_layers)}
+    )
+    return [names[d] for d in sorted(names) if d * tc.unfreeze >= tc.epochs]

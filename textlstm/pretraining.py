@@ -55,13 +55,17 @@ from textlstm.tokenizer import PAD_ID, tokenize_splits, train_tokenizer
 from textlstm.training import Interrupted, catch_stop_signals, pick_device, progress_bar
 
 UNLABELED_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".ndjson", ".parquet")
-POSITION = ("epoch", "batches_done", "step", "best", "stale")
+POSITION = ("epoch", "batches_done", "step", "best", "stale", "nonfinite_steps")
+# What decides which texts are held out: a resumed pretraining must keep them.
+HELDOUT_KEYS = ("train.seed", "pretrain.max_texts", "pretrain.heldout")
 
 
-def head_cutoffs(vocab_size: int) -> list[int]:
+def head_cutoffs(vocab_size: int, hidden: int) -> list[int]:
     """Adaptive-softmax cluster bounds over frequency ranks: a 2,000-word head and tails
-    to 10,000 and the rest; a small vocabulary gets one tail of its rarest three quarters."""
-    return [c for c in (2000, 10000) if c < vocab_size - 1] or [max(1, vocab_size // 4)]
+    to 10,000 and the rest; a small vocabulary gets one tail of its rarest three quarters.
+    Tail i reads hidden / 4**i features, so a narrow model keeps only tails with one."""
+    cutoffs = [c for c in (2000, 10000) if c < vocab_size - 1] or [max(1, vocab_size // 4)]
+    return [c for i, c in enumerate(cutoffs, 1) if hidden // 4**i >= 1] or cutoffs[:1]
 
 
 class LanguageModel(nn.Module):
@@ -76,7 +80,7 @@ class LanguageModel(nn.Module):
         )
         self.register_buffer("rank", rank)  # token id -> its frequency rank (the head's class)
         self.lm_head = nn.AdaptiveLogSoftmaxWithLoss(
-            cfg.hidden_dim, vocab_size, head_cutoffs(vocab_size), div_value=4.0
+            cfg.hidden_dim, vocab_size, head_cutoffs(vocab_size, cfg.hidden_dim), div_value=4.0
         )
         hidden = cfg.hidden_dim
         with torch.no_grad():  # the cross blocks: see the module docstring
@@ -149,8 +153,12 @@ def read_unlabeled(paths, text_column: str) -> list[str]:
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in UNLABELED_SUFFIXES)
             if not found:
                 raise TextlstmError(f"--unlabeled {path}: no .txt, .csv, .jsonl or .parquet files")
-        elif path.is_file():
+        elif path.is_file() and path.suffix.lower() in UNLABELED_SUFFIXES:
             found = [path]
+        elif path.is_file():
+            raise TextlstmError(
+                f"--unlabeled {path}: use .txt (one text per line), .csv, .tsv, .jsonl or .parquet"
+            )
         else:
             raise TextlstmError(f"--unlabeled {path}: no such file or folder")
         for file in found:
@@ -166,8 +174,11 @@ def read_unlabeled(paths, text_column: str) -> list[str]:
                     )
                 texts += ["" if t is None else str(t) for t in table[text_column]]
             else:
-                for chunk in read_chunks(str(file), text_column):
-                    texts += chunk
+                try:
+                    for chunk in read_chunks(str(file), text_column):
+                        texts += chunk
+                except TextlstmError as exc:  # stream.py names its input --file
+                    raise TextlstmError(str(exc).replace("--file", "--unlabeled", 1)) from exc
             texts[before:] = [t for t in texts[before:] if t.strip()]
     return texts
 
@@ -202,10 +213,10 @@ def resumed_config(out: Path, overrides=()) -> tuple[RunConfig, list[str]]:
     cfg = from_dict(saved)
     for item in overrides:
         section, key, value = split_override(item)
-        if section not in ("train", "pretrain"):
+        if section not in ("train", "pretrain") or f"{section}.{key}" in HELDOUT_KEYS:
             raise TextlstmError(
-                f"--resume keeps the pretraining's {section} settings; "
-                f"--set {section}.{key} needs a new one"
+                f"--resume keeps the pretraining's {section}.{key} (its texts, held-out set "
+                f"and encoder depend on it); --set {section}.{key} needs a new pretraining"
             )
         apply(cfg, section, key, value)
     return cfg, list(saved.get("unlabeled", []))
@@ -264,7 +275,9 @@ def pretrain(cfg: RunConfig, out: Path, unlabeled=(), resume=False, overwrite=Fa
 
     # -- texts: the labeled set's train split (its labels unused) and the unlabeled files --
     guards.seed_everything(tc.seed)
-    unlabeled = [str(Path(p).expanduser()) for p in unlabeled]
+    unlabeled = [str(Path(p).expanduser().resolve()) for p in unlabeled]  # resume elsewhere
+    if cfg.model.vectors or cfg.model.init_from:
+        raise TextlstmError("pretrain starts from random weights: drop model.vectors / init_from")
     texts = pretraining_texts(cfg, unlabeled)
     if resume and checkpoint.read_config(out).get("texts") != len(texts):
         raise TextlstmError(
@@ -301,7 +314,8 @@ def pretrain(cfg: RunConfig, out: Path, unlabeled=(), resume=False, overwrite=Fa
     step, best, stale, start_epoch, skip = 0, None, 0, 0, 0
 
     def save_state(epoch: int, done: int) -> None:
-        position = dict(zip(POSITION, (epoch, done, step, best, stale), strict=True))
+        numbers = (epoch, done, step, best, stale, int(guard.skipped))  # sync: at saves only
+        position = dict(zip(POSITION, numbers, strict=True))
         state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -319,7 +333,8 @@ def pretrain(cfg: RunConfig, out: Path, unlabeled=(), resume=False, overwrite=Fa
                 optimizer.load_state_dict(state["optimizer"])
                 schedule.load_state_dict(state["schedule"])
                 guards.restore_rng_state(state)
-                start_epoch, skip, step, best, stale = (state[k] for k in POSITION)
+                start_epoch, skip, step, best, stale = (state[k] for k in POSITION[:5])
+                guard.skipped += state.get("nonfinite_steps", 0)
             except (KeyError, RuntimeError, ValueError, TypeError) as exc:
                 raise TextlstmError(
                     f"{out}/train_state.pt does not fit this pretraining ({type(exc).__name__})"
@@ -331,7 +346,7 @@ def pretrain(cfg: RunConfig, out: Path, unlabeled=(), resume=False, overwrite=Fa
             "textlstm_version": __version__,
             "kind": checkpoint.PRETRAINED_KIND,
             "vocab_size": vocab,
-            "cutoffs": head_cutoffs(vocab),
+            "cutoffs": head_cutoffs(vocab, cfg.model.hidden_dim),
             "texts": len(texts),  # before sampling and holding out: resume checks it
             "unlabeled": unlabeled,
             **cfg.as_dict(),

@@ -30,7 +30,7 @@ from textlstm.batching import column_array, loader
 from textlstm.config import adopt_encoder
 from textlstm.evaluate import evaluate_split, predict_logits
 from textlstm.imbalance import loss_weights, train_sampler
-from textlstm.learner import POSITION, Learner
+from textlstm.learner import POSITION, Learner, frozen_throughout
 from textlstm.model import TextLSTM
 from textlstm.tokenizer import PAD_ID, prepare_shared
 
@@ -91,6 +91,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             f"{cfg.data.source} was preprocessed with another tokenizer than the encoder in "
             f"{cfg.model.init_from}: pass the raw data with --init-from"
         )
+    if init:
+        init[1].extend(pretraining_overlap(saved, cfg, prep.notes))
     cfg.data, task = prep.data, prep.task  # task: single- or multi-label (task.py)
     task.check_training(tc, distributed.world_size())
     say(f"textlstm {__version__}: effective config\n{cfg.describe()}")
@@ -124,7 +126,16 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         + (f", {distributed.world_size()} processes" if distributed.active() else "")
     )
 
+    for name in frozen_throughout(cfg.model, tc):
+        say(
+            f"warning: train.unfreeze={tc.unfreeze} leaves {name} frozen for all {tc.epochs} epochs"
+        )
+
     # -- run folder (once the data loaded), resume state, then the bundle's first files --
+    if init and run_dir and Path(run_dir).resolve() == Path(cfg.model.init_from).resolve():
+        raise TextlstmError(
+            "--out must not be the --init-from folder: the pretraining would be lost"
+        )
     run_dir, lock = runs.open_run_dir(run_dir, cfg.data.source, resume, overwrite)
     stop, previous = catch_stop_signals()
     writer, step, best, stale = None, 0, None, 0
@@ -232,6 +243,24 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             signal.signal(signum, handler)
         distributed.teardown()
         runs.unlock(lock)
+
+
+def pretraining_overlap(saved: dict, cfg, notes: list[str]) -> list[str]:
+    """A warning when this run carves its validation from train otherwise than the
+    pretraining did (`saved`: its config.json): the encoder then read (not the labels of)
+    some of the texts that validation scores."""
+    if not any(note.startswith("no validation split") for note in notes):
+        return []
+    then = (saved["data"]["source"], saved["train"]["seed"], saved["data"]["validation_fraction"])
+    now = (cfg.data.source, cfg.train.seed, cfg.data.validation_fraction)
+    same_source = Path(then[0]).expanduser().resolve() == Path(now[0]).expanduser().resolve()
+    if same_source and then[1:] == now[1:]:
+        return []
+    return [
+        f"warning: the encoder was pretrained on {then[0]}'s train split as carved with seed "
+        f"{then[1]} and validation_fraction {then[2]}; this run carves with {now[1]} and "
+        f"{now[2]}, so the encoder has read some validation texts (validation reads high)"
+    ]
 
 
 class EpochMeter:
