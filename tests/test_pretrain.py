@@ -356,3 +356,19 @@ def test_frozen_layers_do_not_move_until_their_epoch():
     assert not moved("rnn.weight_hh_l0") and not moved("embedding.weight")
     learner.step(batch, 4)  # epoch 2: the LSTM layer (depth 1) thaws, the embedding (2) not yet
     assert moved("rnn.weight_hh_l0") and not moved("embedding.weight")
+
+
+def test_the_activation_penalty_adds_alpha_times_the_mean_square_of_the_states():
+    from textlstm.pretraining import lm_loss
+
+    lm = tiny_lm()
+    batch = {"input_ids": torch.randint(2, 40, (2, 6)), "lengths": torch.tensor([6, 4])}
+    plain, nll, count = lm_loss(lm, batch, torch.device("cpu"), "fp32")
+    regular, nll_again, _ = lm_loss(lm, batch, torch.device("cpu"), "fp32", activation_reg=2.0)
+    assert count == 2 * (5 + 3) and torch.equal(plain, nll) and torch.equal(nll, nll_again)
+    forward, backward = lm.stacks(batch["input_ids"], batch["lengths"])
+    rows, _ = prediction_rows(batch["lengths"], 6, "cpu")
+    states = torch.cat(
+        [s.reshape(-1, 8)[r] for s, (r, _) in zip((forward, backward), rows, strict=True)]
+    )
+    torch.testing.assert_close(regular, nll + 2.0 * states.pow(2).mean())

@@ -240,11 +240,11 @@ class PretrainConfig:
     epochs: int = 5  # passes over the texts at most; the best held-out epoch is kept
     heldout: float = 0.02  # share of the texts held out to measure perplexity
     max_texts: int = 0  # > 0: pretrain on a random sample of at most this many texts
+    activation_reg: float = 2.0  # x mean square of the predicting states: keeps cells unsaturated
 
     def check(self) -> None:
-        check_ranges(
-            "pretrain", self, {"epochs": ">= 1", "heldout": "[0, 0.5]", "max_texts": ">= 0"}
-        )
+        ranges = {"epochs": ">= 1", "heldout": "[0, 0.5]", "max_texts": ">= 0"}
+        check_ranges("pretrain", self, {**ranges, "activation_reg": ">= 0"})
 
 
 # The settings an encoder is made with: a run that starts from a pretrained one must use
