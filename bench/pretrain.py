@@ -10,6 +10,7 @@ view's training texts, plus the first --unsup reviews of IMDB's unsup.parquet; t
 variant is fine-tuned from it with each seed, next to a from-scratch run with the same
 config. Variants (fine-tuning aids, chosen on validation):
 - plain: the dataset's preset (or the defaults), started from the encoder;
+- discriminative: plus discriminative rates alone (train.layer_lr_decay=2.6);
 - ulmfit: plus discriminative rates (train.layer_lr_decay=2.6), gradual unfreezing
   (train.unfreeze=1) and a slanted triangular schedule (linear, 10% warm-up).
 Every run's numbers go to --json as they finish (one line each); the table at the end
@@ -34,6 +35,7 @@ from accuracy import DATASETS, make_view, write_into  # noqa: E402
 
 VARIANTS = {
     "plain": (),
+    "discriminative": ("train.layer_lr_decay=2.6",),
     "ulmfit": (
         "train.layer_lr_decay=2.6",
         "train.unfreeze=1",
