@@ -216,6 +216,8 @@ def test_mismatched_or_wrong_folders_are_refused_with_one_line(pretrained, tiny_
     assert "pretrain --resume" in error_line(["train", "--resume", str(lm)])
     assert "nothing to resume" in error_line(["pretrain", "--resume", str(tiny_run.run_dir)])
     assert "needs --out" in error_line(["pretrain", "--data", str(SMS)])
+    fine_tuning = ["--set", "train.unfreeze=1", "--out", str(tmp_path / "y")]
+    assert "for fine-tuning" in error_line(["pretrain", "--data", str(SMS), *fine_tuning])
     held = error_line(["pretrain", "--resume", str(lm), "--set", "train.seed=3"])
     assert "needs a new pretraining" in held
     own = ["train", "--data", str(SMS), "--out", str(lm), "--init-from", str(lm), "--overwrite"]

@@ -290,6 +290,11 @@ def pretrain(cfg: RunConfig, out: Path, unlabeled=(), resume=False, overwrite=Fa
     unlabeled = [str(Path(p).expanduser().resolve()) for p in unlabeled]  # resume elsewhere
     if cfg.model.vectors or cfg.model.init_from:
         raise TextlstmError("pretrain starts from random weights: drop model.vectors / init_from")
+    if tc.unfreeze or tc.layer_lr_decay != 1:
+        raise TextlstmError(
+            "train.unfreeze and train.layer_lr_decay are for fine-tuning (train --init-from); "
+            "pretrain trains every layer at one rate"
+        )
     texts = pretraining_texts(cfg, unlabeled)
     if resume and checkpoint.read_config(out).get("texts") != len(texts):
         raise TextlstmError(
