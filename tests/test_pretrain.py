@@ -19,8 +19,9 @@ from textlstm import checkpoint
 from textlstm.cli import main
 from textlstm.config import ModelConfig, TrainConfig, build
 from textlstm.learner import group_factor, layer_depth, make_optimizer
+from textlstm.lm import LanguageModel, prediction_rows
 from textlstm.model import TextLSTM
-from textlstm.pretraining import LanguageModel, prediction_rows, pretrain, read_unlabeled
+from textlstm.pretraining import pretrain, read_unlabeled
 
 TINY_LM = [
     "model.emb_dim=12",
@@ -361,7 +362,7 @@ def test_frozen_layers_do_not_move_until_their_epoch():
 
 
 def test_the_activation_penalty_adds_alpha_times_the_mean_square_of_the_states():
-    from textlstm.pretraining import lm_loss
+    from textlstm.lm import lm_loss
 
     lm = tiny_lm()
     batch = {"input_ids": torch.randint(2, 40, (2, 6)), "lengths": torch.tensor([6, 4])}

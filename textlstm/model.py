@@ -129,7 +129,7 @@ class TextLSTM(nn.Module):
         return self.ngram_embedding(ngram_ids).sum(dim=1) / counts
 
     def load_encoder(self, tensors: dict) -> int:
-        """Copy a pretrained encoder (embedding and LSTM weights, pretraining.py) into this
+        """Copy a pretrained encoder (embedding and LSTM weights, lm.py) into this
         model; the classifier and n-gram bag keep their fresh initialisation. Returns the
         number of values copied. Shapes were checked against the config by the caller."""
         own = self.state_dict()
