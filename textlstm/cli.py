@@ -120,19 +120,21 @@ def train(resume, out, overwrite, report_dir, init_from, device, deterministic, 
     try:
         result = fit(cfg, Path(resume or out) if resume or out else None, bool(resume), overwrite)
     except Interrupted as stop:
-        if main_rank:
-            click.echo(
-                f"stopped by signal {stop.signum}; state saved. Resume with:\n"
-                f"  textlstm train --resume {stop.run_dir}",
-                err=True,
-            )
-        sys.exit(stop.exit_code)
+        stopped(stop, "train", main_rank)
     if main_rank:
         from textlstm import runs
 
         with runs.locked(result.run_dir):  # the report files are the run's too
             final_report(result, cfg, report_dir)
         click.echo(runs.where_is(result.run_dir))
+
+
+def stopped(stop, verb: str, say: bool = True) -> None:
+    """After SIGINT / SIGTERM: how to go on, and the signal's exit status."""
+    if say:
+        click.echo(f"stopped by signal {stop.signum}; state saved. Resume with:", err=True)
+        click.echo(f"  textlstm {verb} --resume {stop.run_dir}", err=True)
+    sys.exit(stop.exit_code)
 
 
 def final_report(result, cfg, report_dir) -> None:
@@ -187,8 +189,7 @@ def pretrain(unlabeled, out, resume, overwrite, device, **options):
     `textlstm train --init-from OUT` then starts the classifier from it. Settings:
     [data] (tokenizer), [model] (encoder shape), [train] (optimiser), [pretrain].
     """
-    from textlstm.pretraining import pretrain as run
-    from textlstm.pretraining import resumed_config
+    from textlstm import pretraining
     from textlstm.training import Interrupted
 
     if resume:
@@ -197,30 +198,19 @@ def pretrain(unlabeled, out, resume, overwrite, device, **options):
                 "--resume continues a pretraining with its own config and texts; "
                 "only --set train.* / pretrain.* and --device may change"
             )
-        cfg, unlabeled = resumed_config(Path(resume), options["overrides"])
+        cfg, unlabeled = pretraining.resumed_config(Path(resume), options["overrides"])
     elif not out:
         raise TextlstmError("pretrain needs --out DIR (or --resume DIR)")
     else:
         cfg = build_config(**options)
     cfg.train.device = device or cfg.train.device
-    cfg.check()
-    target = Path(resume or out)
-    try:
-        result = run(cfg, target, unlabeled, bool(resume), overwrite)
+    try:  # pretraining.pretrain checks the config before any work
+        result = pretraining.pretrain(cfg, Path(resume or out), unlabeled, bool(resume), overwrite)
     except Interrupted as stop:
-        click.echo(
-            f"stopped by signal {stop.signum}; state saved. Resume with:\n"
-            f"  textlstm pretrain --resume {stop.run_dir}",
-            err=True,
-        )
-        sys.exit(stop.exit_code)
-    best = result.best
-    held = best.get("heldout_ppl")
-    click.echo(
-        f"pretrained encoder: {result.out} (epoch {best['epoch']}, held-out perplexity {held:.1f})"
-        if held is not None
-        else f"pretrained encoder: {result.out}"
-    )
+        stopped(stop, "pretrain")
+    held = result.best.get("heldout_ppl")
+    kept = f" (epoch {result.best['epoch']}, held-out perplexity {held:.1f})" if held else ""
+    click.echo(f"pretrained encoder: {result.out}{kept}")
     click.echo(f"fine-tune it: textlstm train --data {cfg.data.source} --init-from {result.out}")
 
 

@@ -248,7 +248,7 @@ class PretrainConfig:
 
 
 # The settings an encoder is made with: a run that starts from a pretrained one must use
-# the same (config.adopt_encoder), or its weights and token ids would mean other things.
+# the same (training.adopt_encoder), or its weights and token ids would mean other things.
 ENCODER_KEYS = {
     "data": ("tokenizer", "vocab_size", "min_frequency", "lowercase", "digits"),
     "model": ("emb_dim", "hidden_dim", "num_layers", "bidirectional"),
@@ -382,26 +382,3 @@ def resumed(saved: dict, overrides=()) -> RunConfig:
             )
         apply(cfg, section, key, value)
     return cfg
-
-
-def adopt_encoder(cfg: RunConfig, saved: dict, where) -> list[str]:
-    """Make `cfg` use the encoder settings of a pretrained folder's config.json (`saved`).
-
-    A setting left at its default takes the pretrained value (a note says so); one set to
-    anything else is refused with one line, since the weights could not mean the same.
-    """
-    notes = []
-    for section, keys in ENCODER_KEYS.items():
-        values, defaults = getattr(cfg, section), type(getattr(cfg, section))()
-        for key in keys:
-            mine, theirs = getattr(values, key), saved.get(section, {}).get(key)
-            if theirs is None or mine == theirs:
-                continue
-            if mine != getattr(defaults, key):
-                raise TextlstmError(
-                    f"{section}.{key}={mine!r} does not fit the encoder pretrained in {where} "
-                    f"({key} {theirs!r}): drop the setting, or pretrain again with it"
-                )
-            setattr(values, key, coerce(theirs, type(mine), f"{section}.{key}"))
-            notes.append(f"{section}.{key}={theirs!r} from the pretrained encoder in {where}")
-    return notes

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from textlstm import TextlstmError, __version__, checkpoint, distributed, files, guards, runs, tblog
 from textlstm.batching import column_array, loader
-from textlstm.config import adopt_encoder
+from textlstm.config import ENCODER_KEYS, coerce
 from textlstm.evaluate import evaluate_split, predict_logits
 from textlstm.imbalance import loss_weights, train_sampler
 from textlstm.learner import POSITION, Learner, frozen_throughout
@@ -261,6 +261,29 @@ def pretraining_overlap(saved: dict, cfg, notes: list[str]) -> list[str]:
         f"{then[1]} and validation_fraction {then[2]}; this run carves with {now[1]} and "
         f"{now[2]}, so the encoder has read some validation texts (validation reads high)"
     ]
+
+
+def adopt_encoder(cfg, saved: dict, where) -> list[str]:
+    """Make `cfg` use the encoder settings of a pretrained folder's config.json (`saved`).
+
+    A setting left at its default takes the pretrained value (a note says so); one set to
+    anything else is refused with one line, since the weights could not mean the same.
+    """
+    notes = []
+    for section, keys in ENCODER_KEYS.items():
+        values, defaults = getattr(cfg, section), type(getattr(cfg, section))()
+        for key in keys:
+            mine, theirs = getattr(values, key), saved.get(section, {}).get(key)
+            if theirs is None or mine == theirs:
+                continue
+            if mine != getattr(defaults, key):
+                raise TextlstmError(
+                    f"{section}.{key}={mine!r} does not fit the encoder pretrained in {where} "
+                    f"({key} {theirs!r}): drop the setting, or pretrain again with it"
+                )
+            setattr(values, key, coerce(theirs, type(mine), f"{section}.{key}"))
+            notes.append(f"{section}.{key}={theirs!r} from the pretrained encoder in {where}")
+    return notes
 
 
 class EpochMeter:
