@@ -154,9 +154,10 @@ def pretrain(cfg: RunConfig, out: Path, unlabeled=(), resume=False, overwrite=Fa
             "pretrain trains every layer at one rate"
         )
     texts = pretraining_texts(cfg, unlabeled)
-    if resume and checkpoint.read_config(out).get("texts") != len(texts):
+    before = checkpoint.read_config(out).get("texts") if resume else len(texts)
+    if before != len(texts):
         raise TextlstmError(
-            f"{out} was pretrained on {checkpoint.read_config(out).get('texts')} texts; "
+            f"{out} was pretrained on {before} texts; "
             f"{len(texts)} are there now: the data changed, start a new pretraining"
         )
     tokenizer = checkpoint.load_tokenizer(out) if resume else None
