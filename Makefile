@@ -44,7 +44,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check textlstm tests bench
 	$(BIN)/ruff format --check textlstm tests bench
 
-# Benchmarks (bench/): baselines need the [bench] extra; datasets are read from ../shared/data.
+# Benchmarks (bench/): baselines need the [bench] extra; datasets are read from ../shared/data
+# and .suite-data/ (built by bench/suite_data.py).
 BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q $(PIP_EXTRA) $(TORCH_SPEC) -e '.[dev,bench]'

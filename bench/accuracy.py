@@ -4,7 +4,7 @@
     make bench-accuracy QUICK=1         # subsampled, minutes on a 2-core CPU
     python bench/accuracy.py --datasets sms_spam sst2 --seeds 0 1 2 --write docs/BENCHMARKS.md
 
-Datasets (from ../shared/data, skipped with a note when absent; never copied into the repo):
+Datasets (skipped with a note when absent; never copied into the repo). From ../shared/data:
 - sms_spam: train / validation / test as shipped; evaluated on test.
 - sst2: GLUE train; evaluated on GLUE validation (the GLUE test split has no labels), so
   textlstm's own validation is 600 whole sentences held out of train together with their
@@ -13,6 +13,13 @@ Datasets (from ../shared/data, skipped with a note when absent; never copied int
 - ag_news: only its test split is here, carved 70/10/20 (stratified) into train /
   validation / test; textlstm runs with its defaults (no preset), to check that they
   carry over to a topic task nothing was tuned on.
+From .suite-data/ (git-ignored; built by bench/suite_data.py, each with a README), all
+evaluated on test, all with textlstm's defaults (no preset):
+- mr: sentence polarity (Pang & Lee 2005), 80/10/10 stratified split of 10,662 snippets.
+- subj: sentence subjectivity (Pang & Lee 2004), 80/10/10 split of 10,000 sentences.
+- r8: Reuters-21578 R8, 8 imbalanced topics, ~100-word documents, official train/test;
+  validation carved from train.
+- amazon_cells: small, 1,000 review sentences (Kotzias et al. 2015), 70/10/20 split.
 
 textlstm trains with the dataset's preset (configs/<name>.toml) and picks its epoch on
 validation only. The baselines see the same train split (including the texts textlstm
@@ -52,7 +59,15 @@ DATASETS = {
     # Only AG News' 7,600-text test split is here: carved 70/10/20 into train/validation/
     # test. No preset: it checks that textlstm's *defaults* hold on a topic task.
     "ag_news": ("ag_news", "test", (0, 0)),
+    # In .suite-data/ (SUITE_DATASETS). Small enough to run whole in --quick: R8's 5,485
+    # training documents (~100 words) are ~580k words, under IMDB's quick 3,000 reviews.
+    "mr": ("mr", "test", (0, 0)),
+    "subj": ("subj", "test", (0, 0)),
+    "r8": ("r8", "test", (0, 0)),
+    "amazon_cells": ("amazon_cells", "test", (0, 0)),
 }
+SUITE_DATASETS = ("mr", "subj", "r8", "amazon_cells")  # read from --suite-data, not --shared
+SUITE_DATA = REPO / ".suite-data"
 SYSTEMS = ("tfidf", "fasttext", "textlstm")
 CARVED = {"ag_news": (0.7, 0.1)}  # train and validation shares of the one split there is
 SST2_VALIDATION_SENTENCES = 600  # held out of train with their phrases (sentence_validation)
@@ -60,12 +75,20 @@ TFIDF_C = (0.3, 1, 3, 10, 30, 100)  # searched on a 10% validation carve of trai
 BEGIN, END = "<!-- bench-accuracy:begin -->", "<!-- bench-accuracy:end -->"
 
 
-def make_view(name: str, shared: Path, quick: bool, tmp: Path) -> Path:
-    """A folder with train(/validation)/test parquet files for one benchmark dataset."""
+def dataset_root(name: str, shared: Path, suite_data: Path = SUITE_DATA) -> Path:
+    """The folder holding dataset `name`'s folder: .suite-data for SUITE_DATASETS, else shared."""
+    return suite_data if name in SUITE_DATASETS else shared
+
+
+def make_view(name: str, root: Path, quick: bool, tmp: Path) -> Path:
+    """A folder with train(/validation)/test parquet files for one benchmark dataset.
+
+    `root` holds the dataset's folder (see dataset_root).
+    """
     import pandas as pd
 
     folder, eval_split, (n_train, n_eval) = DATASETS[name]
-    src, view = shared / folder, tmp / name
+    src, view = root / folder, tmp / name
     view.mkdir(parents=True)
     if name in CARVED:
         train, test = carve(pd.read_parquet(src / f"{eval_split}.parquet"), *CARVED[name], view)
@@ -310,6 +333,7 @@ def main() -> None:
     ap.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--suite-data", default=str(SUITE_DATA), help="for mr, subj, r8, amazon_cells")
     ap.add_argument("--set", action="append", default=[], help="extra textlstm override")
     ap.add_argument("--write", help="put the table into this markdown file (between markers)")
     ap.add_argument("--json", help="also write every run's numbers here")
@@ -318,15 +342,16 @@ def main() -> None:
 
     import torch
 
-    shared, results, raw = Path(args.shared), {}, {}
+    results, raw = {}, {}
     with tempfile.TemporaryDirectory(prefix="textlstm-bench-") as tmp_name:
         tmp = Path(tmp_name)
         for name in args.datasets:
+            root = dataset_root(name, Path(args.shared), Path(args.suite_data))
             needed = f"{DATASETS[name][1]}.parquet" if name in CARVED else "train.parquet"
-            if not (shared / DATASETS[name][0] / needed).exists():
-                print(f"skip {name}: {shared / DATASETS[name][0]} not found", file=sys.stderr)
+            if not (root / DATASETS[name][0] / needed).exists():
+                print(f"skip {name}: {root / DATASETS[name][0]} not found", file=sys.stderr)
                 continue
-            view = make_view(name, shared, args.quick, tmp)
+            view = make_view(name, root, args.quick, tmp)
             import pandas as pd
 
             n_eval = len(pd.read_parquet(view / "test.parquet"))

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
-from accuracy import DATASETS, make_view, write_into  # noqa: E402
+from accuracy import DATASETS, dataset_root, make_view, write_into  # noqa: E402
 
 VARIANTS = {
     "plain": (),
@@ -111,7 +111,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     variants = args.variant or ["plain"]
     tmp = Path(tempfile.mkdtemp(prefix="textlstm-pretrain-bench-"))
-    view = make_view(args.dataset, Path(args.shared), args.quick, tmp)
+    view = make_view(args.dataset, dataset_root(args.dataset, Path(args.shared)), args.quick, tmp)
     unlabeled = []
     if args.unsup:
         import pandas as pd
