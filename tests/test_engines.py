@@ -1,8 +1,9 @@
-"""The numpy engine (predict.numpy_logits) computes TextLSTM's function for every model
-shape: each pooling, one or two directions, 1-3 layers, both recurrent kernels.
+"""The numpy engine (predict.numpy_logits) and the onnx engine's graph (onnx_graph.build)
+compute TextLSTM's function for every model shape: each pooling, one or two directions,
+1-3 layers, both recurrent kernels, with and without the n-gram branch.
 
-A new model option (an n-gram branch, say) joins CONFIGS below, so the engine that cold
-`classify` and `serve` run is checked against torch wherever the model can go.
+A new model option joins CONFIGS below, so the engines that `classify`, `serve` and the
+Python API run are checked against torch wherever the model can go.
 """
 
 import dataclasses
@@ -15,7 +16,7 @@ import torch
 from textlstm.config import ModelConfig
 from textlstm.model import TextLSTM
 from textlstm.ngrams import bag_matrix
-from textlstm.predict import numpy_logits
+from textlstm.predict import ENGINES, numpy_logits
 
 POOLINGS = ["last", "max", "mean", "max+last", "mean+max", "last+max+mean"]
 CONFIGS = [
@@ -56,3 +57,71 @@ def test_numpy_engine_equals_torch(shape, rnn):
     weights = {name: t.numpy() for name, t in model.state_dict().items()}
     got = numpy_logits(weights, dataclasses.asdict(cfg), ids, lengths, bag)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("shape", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
+def test_onnx_graph_equals_torch(shape):
+    """onnx_graph.build (the onnx engine's graph, no torch): logits and features, every
+    shape, and each text's answer the same alone as in its padded batch."""
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install '.[onnx]'")
+    import onnxruntime as ort
+
+    from textlstm.onnx_graph import build
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(emb_dim=8, hidden_dim=6, **shape)
+    model = TextLSTM(cfg, VOCAB, CLASSES).eval()
+    ids, lengths = padded_batch()
+    bag = (
+        bag_matrix([ids[r, :n] for r, n in enumerate(lengths)], cfg.ngrams, 50)
+        if cfg.ngrams
+        else None
+    )
+    weights = {name: t.numpy() for name, t in model.state_dict().items()}
+    graph = build(weights, dataclasses.asdict(cfg)).SerializeToString()
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+
+    def run(rows):
+        feeds = {"ids": ids[rows, : lengths[rows].max()], "lengths": lengths[rows]}
+        if bag is not None:
+            feeds["ngram_ids"] = bag[rows]
+        return session.run(["logits", "features"], feeds)
+
+    with torch.no_grad():
+        args = [torch.from_numpy(a) for a in (ids, lengths, bag) if a is not None]
+        want_logits, want_features = model(*args).numpy(), model.features(*args).numpy()
+    logits, features = run(np.arange(len(ids)))
+    np.testing.assert_allclose(logits, want_logits, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(features, want_features, atol=1e-5, rtol=0)
+    for row in range(len(ids)):  # alone, padded to its own length only
+        np.testing.assert_allclose(run(np.array([row]))[0][0], logits[row], atol=1e-6, rtol=0)
+
+
+def test_every_engine_gives_the_same_probabilities_on_a_trained_bundle(tiny_run):
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install '.[onnx]'")
+    import pyarrow.parquet as pq
+    from conftest import SMS
+
+    from textlstm.predict import Predictor
+
+    texts = pq.read_table(SMS / "test.parquet").column("text").to_pylist()[:200]
+    probs = {e: Predictor(tiny_run.run_dir, e).probabilities(texts) for e in ENGINES[1:]}
+    for engine in ("torch", "onnx"):
+        np.testing.assert_allclose(probs[engine], probs["numpy"], atol=1e-5, rtol=0)
+    vectors = {e: Predictor(tiny_run.run_dir, e).embeddings(texts) for e in ("numpy", "onnx")}
+    np.testing.assert_allclose(vectors["onnx"], vectors["numpy"], atol=1e-5, rtol=0)
+
+
+def test_auto_picks_the_engine_per_situation(tiny_run, monkeypatch):
+    from textlstm import predict
+
+    def picked(workload, device="cpu"):
+        return predict.auto_engine(False, device, workload)
+
+    if predict.onnx_available():
+        assert [picked(w) for w in ("few", "file", "service")] == ["numpy", "onnx", "onnx"]
+        assert predict.Predictor(tiny_run.run_dir).engine == "onnx"  # the API, serve
+    monkeypatch.setattr(predict, "onnx_available", lambda: False)
+    assert [picked(w) for w in ("few", "file", "service")] == ["numpy", "torch", "numpy"]
+    assert picked("file", "cuda") == "torch"
+    assert predict.auto_engine(True, "cpu", "few") == "onnx"  # an int8 bundle's only engine

@@ -72,10 +72,11 @@ def reading_options(f):
         ),
         click.option(
             "--engine",
-            type=click.Choice(["auto", "numpy", "torch"]),
+            type=click.Choice(["auto", "numpy", "torch", "onnx"]),
             default="auto",
             show_default=True,
-            help="auto: numpy on CPU (fast start), torch on GPU.",
+            help="auto: numpy for texts given as arguments (fast start), torch for --file "
+            "and on GPU, onnx for an int8 bundle.",
         ),
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
         click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
@@ -98,4 +99,45 @@ def open_reading(texts, checkpoint, file, output, text_column, engine, device):
     from textlstm.predict import Predictor
 
     chunks, total = stream.open_input(texts, file, text_column, output)
-    return chunks, total, Predictor(checkpoint, engine, device)
+    workload = "file" if file or texts == ("-",) else "few"  # few: the fastest start wins
+    return chunks, total, Predictor(checkpoint, engine, device, workload)
+
+
+def serve_options(f):
+    """`serve`'s options: the bundle, the address, and the limits on one request."""
+    options = [
+        click.option("--checkpoint", help="Run folder (default: checkpoints/latest)."),
+        click.option("--host", default="127.0.0.1", show_default=True),
+        click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True),
+        click.option(
+            "--max-texts",
+            type=click.IntRange(min=1),
+            default=256,
+            show_default=True,
+            help="Most texts in one request (more: 413).",
+        ),
+        click.option(
+            "--max-chars",
+            type=click.IntRange(min=1),
+            default=20_000,
+            show_default=True,
+            help="Most characters in one text (more: 413).",
+        ),
+        click.option(
+            "--max-request-chars",
+            type=click.IntRange(min=1),
+            default=200_000,
+            show_default=True,
+            help="Most characters in all texts of one request (more: 413); bounds its time.",
+        ),
+        click.option(
+            "--batch-wait-ms",
+            type=click.FloatRange(min=0),
+            default=5.0,
+            show_default=True,
+            help="How long to gather concurrent requests into one batch.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f

@@ -1,24 +1,36 @@
 """Raw text -> label probabilities, from nothing but a checkpoint bundle.
 
-Two engines compute the same function (tested to 1e-5 on fp32 logits):
-- `numpy` (default on CPU): the forward pass written in numpy. `import torch` alone takes
-  ~2 s on a 2-core machine; this engine never imports torch, so a cold
-  `textlstm classify "text"` answers in a fraction of a second. Its time loop is plain
-  Python over BLAS products: fine for thousands of texts, slower than torch for millions.
-- `torch`: the trained `TextLSTM` (cuDNN/oneDNN kernels); needed for `--device cuda` and
-  the faster choice for large files on CPU.
+Three engines compute the same function (tested to 1e-5 on fp32 logits); "auto" picks
+one per situation (`auto_engine`, measured in docs/BENCHMARKS.md, "CPU inference"):
+- `onnx`: ONNX Runtime over the graph onnx_graph.py builds from the weights (no torch),
+  or an int8 bundle's stored graph (`textlstm quantize`; the only engine it has). The
+  fastest on CPU for files, the Python API and `serve`; needs the `onnx` extra.
+- `numpy`: the forward pass written in numpy. `import torch` alone takes ~2 s on a
+  2-core machine; this engine never imports torch and starts fastest, so a cold
+  `textlstm classify "text"` takes it and answers in a fraction of a second. Its time
+  loop is plain Python over BLAS products: fine for thousands of texts, slow for millions.
+- `torch`: the trained `TextLSTM` (cuDNN/oneDNN kernels); needed for `--device cuda`,
+  and the choice for files on CPU where the onnx extra is missing.
 """
 
 import numpy as np
 
 from textlstm import TextlstmError
-from textlstm.checkpoint import load_bundle, load_model, load_tokenizer, resolve
+from textlstm.checkpoint import (
+    is_int8,
+    load_bundle,
+    load_model,
+    load_tokenizer,
+    read_meta,
+    refuse_int8,
+    resolve,
+)
 from textlstm.metrics import sigmoid
 from textlstm.ngrams import bag_matrix
 from textlstm.task import task_of
 from textlstm.tokenizer import PAD_ID, encode, encode_with_bag
 
-ENGINES = ("auto", "numpy", "torch")
+ENGINES = ("auto", "numpy", "torch", "onnx")
 
 
 def numpy_lstm_direction(x, mask, w_ih, w_hh, b_ih, b_hh, reverse):
@@ -90,22 +102,59 @@ def numpy_features(
     return np.concatenate(pooled, axis=1)
 
 
+def onnx_available() -> bool:
+    """onnx and onnxruntime are installed (the `onnx` extra); found without importing."""
+    from importlib.util import find_spec
+
+    return all(find_spec(name) is not None for name in ("onnx", "onnxruntime"))
+
+
+def auto_engine(int8: bool, device: str, workload: str = "service") -> str:
+    """The engine "auto" picks, as measured (docs/BENCHMARKS.md, "CPU inference"). GPU:
+    torch. CPU: onnx (ONNX Runtime, 3x numpy's pace on short texts, 1.0-1.4x the bare
+    torch forward), except for `workload` "few" (texts given to a new process: numpy
+    starts in 0.16 s, onnx in 0.3 s); without the onnx extra numpy, or torch for a
+    "file" (numpy's Python time loop would crawl through it). "service": load once, call
+    often (the Python API, serve)."""
+    if device != "cpu":
+        return "torch"
+    if int8 or (onnx_available() and workload != "few"):
+        return "onnx"
+    return "torch" if workload == "file" and not onnx_available() else "numpy"
+
+
 class Predictor:
     """Loads a bundle once; `probabilities(texts)` and `classify(texts, ...)` per call."""
 
-    def __init__(self, checkpoint=None, engine: str = "auto", device: str = "cpu"):
+    def __init__(
+        self, checkpoint=None, engine: str = "auto", device: str = "cpu", workload="service"
+    ):
         self.run_dir = resolve(checkpoint)
         if engine not in ENGINES:
             raise TextlstmError(f"engine must be one of {', '.join(ENGINES)}")
-        self.engine = "torch" if engine == "auto" and device != "cpu" else engine
-        self.engine = "numpy" if self.engine == "auto" else self.engine
-        # Either way the bundle is checked whole (checkpoint.load_bundle): weights against
-        # config.json, tokenizer against the weights, every weight finite.
-        if self.engine == "numpy":
+        int8 = is_int8(read_meta(self.run_dir)[0])
+        self.engine = auto_engine(int8, device, workload) if engine == "auto" else engine
+        # Every engine checks the bundle whole (checkpoint.load_bundle, onnx_engine.Session):
+        # weights against config.json, tokenizer against the weights, every weight finite.
+        if self.engine == "onnx":
+            from textlstm import onnx_engine
+
+            if device != "cpu":
+                raise TextlstmError("the onnx engine runs on the CPU; use --engine torch")
+            if int8:
+                self.config, self.labels = read_meta(self.run_dir)
+                self.session = onnx_engine.Session(self.run_dir, self.config)
+            else:
+                self.config, self.labels, weights, _ = load_bundle(self.run_dir)
+                self.session = onnx_engine.Session(self.run_dir, self.config, weights=weights)
+            self.tokenizer = load_tokenizer(self.run_dir, self.config["vocab_size"])
+        elif self.engine == "numpy":
             if device != "cpu":
                 raise TextlstmError("the numpy engine runs on the CPU; use --engine torch")
             self.config, self.labels, self.weights, self.tokenizer = load_bundle(self.run_dir)
         else:
+            if int8:
+                refuse_int8(self.run_dir, read_meta(self.run_dir)[0], "the torch engine")
             self.model, self.config, self.labels = load_model(self.run_dir, device)
             self.tokenizer = load_tokenizer(self.run_dir, self.config["vocab_size"])
             self.device = device
@@ -128,6 +177,8 @@ class Predictor:
         if self.engine == "numpy":
             run = numpy_features if features else numpy_logits
             return run(self.weights, self.config["model"], ids, lengths, ngram_ids)
+        if self.engine == "onnx":
+            return self.session.run(ids, lengths, ngram_ids, features=features)
         import torch
 
         def to(a):
