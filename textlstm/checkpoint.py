@@ -9,6 +9,9 @@
                         moving average when train.ema is on (resume only; read with
                         torch.load(weights_only=True))
 
+An int8 bundle (`textlstm quantize`) holds `model.int8.onnx` (onnx_engine.py) in place of
+`model.safetensors`, and its config.json a `"quantized"` record (source, sha256, sizes).
+
 A `textlstm pretrain` folder has the same layout less labels.json, and its config.json
 says `"kind": "pretrained_encoder"`: its weights are an encoder and a language-model
 head, no classifier, so the classifier's loaders refuse it and `load_pretrained` (for
@@ -27,6 +30,7 @@ import json
 from pathlib import Path
 
 from textlstm import FORMAT_VERSION, TextlstmError, __version__, files
+from textlstm.onnx_engine import INT8_GRAPH
 
 # The layout of a run folder; other modules import these names instead of spelling them.
 BUNDLE_FILES = ("model.safetensors", "config.json", "tokenizer.json", "labels.json")
@@ -52,6 +56,7 @@ LOCK_FILE = ".lock"  # held by the one process writing a run folder (lock_run)
 DEFAULT_ROOT = Path("checkpoints")
 PRETRAINED_KIND = "pretrained_encoder"  # config.json "kind" of a `textlstm pretrain` folder
 PRETRAINED_FILES = ("model.safetensors", "config.json", "tokenizer.json")
+INT8_FILES = (INT8_GRAPH, "config.json", "tokenizer.json", "labels.json")
 # The ids every tokenizer.json of a bundle gives its two special tokens.
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1
@@ -126,7 +131,8 @@ def read_meta(run_dir: Path) -> tuple[dict, list[str]]:
             f"{run_dir} is a pretrained encoder (textlstm pretrain), not a classifier: "
             f"fine-tune it first with textlstm train --init-from {run_dir}"
         )
-    missing = [name for name in BUNDLE_FILES if not (run_dir / name).is_file()]
+    required = INT8_FILES if config is not None and is_int8(config) else BUNDLE_FILES
+    missing = [name for name in required if not (run_dir / name).is_file()]
     if missing:
         raise TextlstmError(
             f"{run_dir} is not a complete checkpoint: missing {', '.join(missing)} "
@@ -143,6 +149,20 @@ def read_meta(run_dir: Path) -> tuple[dict, list[str]]:
     if not isinstance(labels, list) or len(labels) != config.get("num_classes"):
         raise TextlstmError(f"{run_dir}: labels.json does not match config.json's num_classes")
     return config, labels
+
+
+def is_int8(config: dict) -> bool:
+    """An int8 bundle written by `textlstm quantize` (its weights are an ONNX graph)."""
+    return isinstance(config.get("quantized"), dict)
+
+
+def refuse_int8(run_dir: Path, config: dict, what: str) -> None:
+    if is_int8(config):
+        source = config["quantized"].get("source", "?")
+        raise TextlstmError(
+            f"{run_dir} is an int8 bundle (textlstm quantize): it runs on the onnx engine, "
+            f"on the CPU; {what} needs the fp32 bundle it came from ({source})"
+        )
 
 
 def read_config(run_dir: Path) -> dict:
@@ -240,6 +260,7 @@ def load_bundle(run_dir: Path, framework: str = "np") -> tuple[dict, list[str], 
     """(config, labels, weights, tokenizer) of a bundle, each checked against the others:
     one validation for every engine and verb, refusing any mismatch with one line."""
     config, labels = read_meta(run_dir)
+    refuse_int8(run_dir, config, "this engine")
     tensors = load_tensors(run_dir, framework)
     check_weights(run_dir, config, tensors)
     tokenizer = load_tokenizer(run_dir, config["vocab_size"])
@@ -247,10 +268,18 @@ def load_bundle(run_dir: Path, framework: str = "np") -> tuple[dict, list[str], 
 
 
 def load_model(run_dir: Path, device: str = "cpu", rnn: str | None = None):
-    """Rebuild the trained `TextLSTM` from a bundle (optionally with the other `rnn`)."""
+    """Rebuild the trained `TextLSTM` from a bundle (optionally with the other `rnn`); an
+    int8 bundle gives its ONNX Runtime session behind the same call (CPU only)."""
     from textlstm.config import from_dict
     from textlstm.model import TextLSTM
 
+    config, labels = read_meta(run_dir)
+    if is_int8(config) and rnn is None and str(device) == "cpu":
+        from textlstm import onnx_engine
+
+        load_tokenizer(run_dir, config["vocab_size"])  # checked here as for any bundle
+        return onnx_engine.torch_module(onnx_engine.Session(run_dir, config)), config, labels
+    refuse_int8(run_dir, config, f"--device {device}" if rnn is None else f"--rnn {rnn}")
     config, labels, tensors, _ = load_bundle(run_dir, "pt")
     model_cfg = from_dict(config).model
     if rnn is not None:

@@ -20,6 +20,10 @@ handles that in ~2 s; the dynamo exporter works too but takes ~15 s on a small m
 and needs `onnxscript`, so it is only the fallback for a torch without the legacy one.
 After writing, the export is checked: onnxruntime must reproduce the PyTorch logits
 (to 1e-4) on a padded batch of mixed lengths, or the export fails loudly.
+
+An int8 bundle (`textlstm quantize`) already is an ONNX graph: exporting it checks it
+(onnx_engine.Session) and copies it as `model.onnx`, with the same inputs and a second
+output, `features`, beside `logits`.
 """
 
 import shutil
@@ -29,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from textlstm import TextlstmError
-from textlstm.checkpoint import THRESHOLDS_FILE, load_model, resolve
+from textlstm.checkpoint import THRESHOLDS_FILE, is_int8, load_model, read_meta, resolve
 from textlstm.ngrams import bag_matrix
 
 FORMATS = ("onnx",)
@@ -66,17 +70,18 @@ def sample_batch(vocab_size: int, bag=None, seed: int = 0) -> dict:
     return inputs
 
 
-def torch_export(model, inputs: dict, path: Path) -> str:
-    """Write the graph with the legacy exporter, or dynamo where that is gone."""
+def torch_export(model, inputs: dict, path: Path, outputs=("logits",)) -> str:
+    """Write the graph with the legacy exporter, or dynamo where that is gone; `outputs`
+    names what `model` returns (quantize.py adds "features")."""
     import torch
 
     args = tuple(torch.from_numpy(a) for a in inputs.values())
-    names = {"input_names": list(inputs), "output_names": ["logits"]}
+    names = {"input_names": list(inputs), "output_names": list(outputs)}
     axes = {
         "ids": {0: "batch", 1: "steps"},
         "lengths": {0: "batch"},
-        "logits": {0: "batch"},
         "ngram_ids": {0: "batch", 1: "ngrams"},
+        **{name: {0: "batch"} for name in outputs},
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints in the graph
@@ -87,7 +92,7 @@ def torch_export(model, inputs: dict, path: Path) -> str:
                 str(path),
                 dynamo=False,
                 opset_version=OPSET,
-                dynamic_axes={k: v for k, v in axes.items() if k in inputs or k == "logits"},
+                dynamic_axes={k: v for k, v in axes.items() if k in inputs or k in outputs},
                 **names,
             )
             return "torchscript"
@@ -115,12 +120,11 @@ def export_onnx(checkpoint=None, out=None) -> dict:
 
     run_dir = resolve(checkpoint)
     out_dir = Path(out) if out else run_dir / "onnx"
+    if is_int8(read_meta(run_dir)[0]):
+        return copy_int8(run_dir, out_dir)
     model, config, _ = load_model(run_dir, "cpu", rnn="cudnn")
     inputs = sample_batch(config["vocab_size"], model.bag)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TextlstmError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
+    make_out(out_dir)
     tmp = out_dir / ".model.onnx.tmp"
     exporter = torch_export(model, inputs, tmp)
 
@@ -135,10 +139,33 @@ def export_onnx(checkpoint=None, out=None) -> dict:
             f"the ONNX graph disagrees with PyTorch by {diff:.2g} (> {TOLERANCE}); not written"
         )
     tmp.replace(out_dir / "model.onnx")  # only a checked graph gets the real name
+    copy_beside(run_dir, out_dir)
+    return {"path": out_dir / "model.onnx", "exporter": exporter, "max_abs_diff": diff}
+
+
+def make_out(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TextlstmError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
+
+
+def copy_beside(run_dir: Path, out_dir: Path) -> None:
     for name in COPIED:
         if (run_dir / name).is_file() and (run_dir / name).resolve() != (out_dir / name).resolve():
             shutil.copyfile(run_dir / name, out_dir / name)
-    return {"path": out_dir / "model.onnx", "exporter": exporter, "max_abs_diff": diff}
+
+
+def copy_int8(run_dir: Path, out_dir: Path) -> dict:
+    """An int8 bundle's graph, checked by loading it, as out_dir/model.onnx."""
+    from textlstm import files
+    from textlstm.onnx_engine import INT8_GRAPH, Session
+
+    Session(run_dir, read_meta(run_dir)[0])  # sha256, inputs, probe: refused with one line
+    make_out(out_dir)
+    files.atomic_write(out_dir / "model.onnx", (run_dir / INT8_GRAPH).read_bytes())
+    copy_beside(run_dir, out_dir)
+    return {"path": out_dir / "model.onnx", "exporter": "int8", "max_abs_diff": 0.0}
 
 
 def export(checkpoint=None, fmt: str = "onnx", out=None) -> dict:

@@ -1,4 +1,4 @@
-"""`textlstm serve`: an HTTP JSON API over the numpy `Predictor` (Starlette + uvicorn).
+"""`textlstm serve`: an HTTP JSON API over a `Predictor` (numpy engine; onnx for an int8 bundle).
 
 Endpoints:
 - `POST /classify` with `{"text": "..."}` -> `{"labels": [{"label", "probability"}, ...]}`
@@ -250,7 +250,7 @@ def serve(checkpoint=None, host="127.0.0.1", port=8000, **limits) -> None:
 
     from textlstm.predict import Predictor
 
-    predictor = Predictor(checkpoint, engine="numpy")
+    predictor = Predictor(checkpoint)  # numpy; onnx for an int8 bundle
     app = create_app(predictor, **limits)
     print(
         f"serving {predictor.run_dir} on http://{host}:{port} "
