@@ -8,8 +8,8 @@
     run_dir = textlstm.train("path/to/data", overrides={"train.epochs": 3})
 
 The same engines, checks and answers as the CLI (`classify` and `predict` agree text for
-text). Importing `textlstm` costs no torch; `load` with the default numpy engine never
-imports it; `train` does (~2 s).
+text). Importing `textlstm` costs no torch; `load` on the CPU never imports it (the onnx engine,
+or numpy without the onnx extra); `train` does (~2 s).
 """
 
 from pathlib import Path
@@ -23,7 +23,8 @@ class Classifier:
     """A loaded bundle: `predict`, `predict_proba` and `embed` on lists of texts.
 
     Texts are classified in length-sorted batches of `batch_size`; a single string gives
-    a single answer. Engine "auto": numpy on the CPU (no torch), torch on a GPU.
+    a single answer. Engine "auto": onnx on the CPU (numpy without the onnx extra; int8
+    bundles always onnx), torch on a GPU.
     """
 
     def __init__(

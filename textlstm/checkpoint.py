@@ -46,6 +46,7 @@ REPORT_FILES = (
 # What a run writes after its start: a fresh run into an old folder removes these first.
 RUN_OUTPUTS = (
     "model.safetensors",
+    INT8_GRAPH,
     "metrics.json",
     "metrics.jsonl",
     "train_state.pt",
@@ -274,12 +275,12 @@ def load_model(run_dir: Path, device: str = "cpu", rnn: str | None = None):
     from textlstm.model import TextLSTM
 
     config, labels = read_meta(run_dir)
-    if is_int8(config) and rnn is None and str(device) == "cpu":
+    if is_int8(config) and rnn is None and str(device).split(":")[0] == "cpu":
         from textlstm import onnx_engine
 
         load_tokenizer(run_dir, config["vocab_size"])  # checked here as for any bundle
         return onnx_engine.torch_module(onnx_engine.Session(run_dir, config)), config, labels
-    refuse_int8(run_dir, config, f"--device {device}" if rnn is None else f"--rnn {rnn}")
+    refuse_int8(run_dir, config, f"--rnn {rnn}" if rnn else f"--device {device}")
     config, labels, tensors, _ = load_bundle(run_dir, "pt")
     model_cfg = from_dict(config).model
     if rnn is not None:

@@ -46,7 +46,7 @@ def require_onnxruntime():
         import onnxruntime
     except ImportError as exc:
         raise TextlstmError(
-            "int8 bundles run on onnxruntime, which is not installed: pip install 'textlstm[onnx]'"
+            "the onnx engine (every int8 bundle's) needs onnxruntime: pip install 'textlstm[onnx]'"
         ) from exc
     return onnxruntime
 

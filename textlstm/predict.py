@@ -140,7 +140,8 @@ class Predictor:
             from textlstm import onnx_engine
 
             if device != "cpu":
-                raise TextlstmError("the onnx engine runs on the CPU; use --engine torch")
+                what = "int8 bundles run" if int8 else "the onnx engine runs"
+                raise TextlstmError(f"{what} on the CPU: use --device cpu")
             if int8:
                 self.config, self.labels = read_meta(self.run_dir)
                 self.session = onnx_engine.Session(self.run_dir, self.config)
@@ -149,10 +150,14 @@ class Predictor:
                 self.session = onnx_engine.Session(self.run_dir, self.config, weights=weights)
             self.tokenizer = load_tokenizer(self.run_dir, self.config["vocab_size"])
         elif self.engine == "numpy":
+            if int8:
+                refuse_int8(self.run_dir, read_meta(self.run_dir)[0], "the numpy engine")
             if device != "cpu":
                 raise TextlstmError("the numpy engine runs on the CPU; use --engine torch")
             self.config, self.labels, self.weights, self.tokenizer = load_bundle(self.run_dir)
         else:
+            if int8 and device != "cpu":
+                raise TextlstmError("int8 bundles run on the CPU: use --device cpu")
             if int8:
                 refuse_int8(self.run_dir, read_meta(self.run_dir)[0], "the torch engine")
             self.model, self.config, self.labels = load_model(self.run_dir, device)

@@ -21,6 +21,7 @@ so a crash leaves either the old bundle or one that `classify` refuses with one 
 """
 
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -33,7 +34,6 @@ from textlstm.checkpoint import (
     THRESHOLDS_FILE,
     is_int8,
     load_bundle,
-    read_config,
     read_meta,
     resolve,
 )
@@ -43,20 +43,26 @@ from textlstm.onnx_graph import build
 from textlstm.task import task_of
 
 QUANTIZED_OPS = ("LSTM", "MatMul", "Gemm", "Gather")  # the ops whose weights become int8
+TEMP_PREFIX = ".quantize-"  # the working folder inside --out, gone when quantize ends
 
 
 def check_target(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
-    """`out_dir` may be written: new, empty, or an int8 bundle with `overwrite`."""
+    """`out_dir` may be written: new, empty, or an int8 bundle with `overwrite` (also one
+    a killed quantize left half-written: only int8 bundle files, or its temp folder)."""
     if out_dir.exists() and out_dir.resolve() == run_dir.resolve():
         raise TextlstmError("--out is the checkpoint itself: choose another folder")
-    if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
+    if not out_dir.exists():
         return
-    earlier = out_dir.is_dir() and (out_dir / "config.json").is_file()
-    if not earlier or not is_int8(read_config(out_dir)):
+    if not out_dir.is_dir():
+        raise TextlstmError(f"{out_dir} exists and is not a folder; choose another --out")
+    names = {p.name for p in out_dir.iterdir() if not p.name.startswith(TEMP_PREFIX)}
+    if not names and not overwrite:
+        return
+    if not names <= {*INT8_FILES, THRESHOLDS_FILE}:
         raise TextlstmError(
             f"{out_dir} already exists and is not an int8 bundle; choose another --out"
         )
-    if not overwrite:
+    if names and not overwrite:
         raise TextlstmError(f"{out_dir} already holds an int8 bundle; --overwrite replaces it")
 
 
@@ -84,7 +90,9 @@ def quantize(checkpoint=None, out=None, overwrite: bool = False, per_channel: bo
     copied = [n for n in (*BUNDLE_FILES[2:], THRESHOLDS_FILE) if (run_dir / n).is_file()]
 
     files.make_folder(out_dir)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".quantize-") as tmp:
+    for stale in out_dir.glob(TEMP_PREFIX + "*"):  # left by a killed quantize
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=TEMP_PREFIX) as tmp:
         tmp = Path(tmp)
         # 1. the fp32 graph with both outputs, 2. its int8 twin (ONNX Runtime's quantizer)
         (tmp / "fp32.onnx").write_bytes(build(weights, model).SerializeToString())
@@ -116,6 +124,8 @@ def quantize(checkpoint=None, out=None, overwrite: bool = False, per_channel: bo
         (tmp / INT8_GRAPH).replace(out_dir / INT8_GRAPH)
     for name in copied:
         files.atomic_write(out_dir / name, (run_dir / name).read_bytes())
+    if THRESHOLDS_FILE not in copied:  # an earlier bundle's cuts must not outlive it
+        (out_dir / THRESHOLDS_FILE).unlink(missing_ok=True)
     files.write_json(out_dir / "config.json", new_config)  # last: it names the graph's hash
     return {
         "path": out_dir,

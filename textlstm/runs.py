@@ -14,6 +14,9 @@ from pathlib import Path
 
 from textlstm import TextlstmError, distributed, files
 from textlstm.checkpoint import DEFAULT_ROOT, LOCK_FILE, RUN_OUTPUTS
+from textlstm.onnx_engine import INT8_GRAPH
+
+WEIGHTS = ("model.safetensors", INT8_GRAPH)  # a folder with either holds a model
 
 
 def open_run_dir(run_dir: Path | None, source: str, resume: bool, overwrite: bool):
@@ -35,7 +38,7 @@ def open_run_dir(run_dir: Path | None, source: str, resume: bool, overwrite: boo
             problem = (
                 f"{run_dir} holds files that are not a textlstm run; choose a new or empty --out"
             )
-        elif (run_dir / "model.safetensors").exists() and not overwrite:
+        elif any((run_dir / f).exists() for f in WEIGHTS) and not overwrite:
             problem = (
                 f"{run_dir} already holds a run; pass --overwrite to replace it, "
                 f"--resume {run_dir} to continue it, or choose another --out"

@@ -1,4 +1,4 @@
-"""`textlstm serve`: an HTTP JSON API over a `Predictor` (numpy engine; onnx for an int8 bundle).
+"""`textlstm serve`: an HTTP JSON API over a `Predictor` (onnx engine; numpy without it).
 
 Endpoints:
 - `POST /classify` with `{"text": "..."}` -> `{"labels": [{"label", "probability"}, ...]}`
@@ -210,6 +210,7 @@ def create_app(
                 "status": "ok",
                 "checkpoint": str(predictor.run_dir),
                 "engine": predictor.engine,
+                "int8": "quantized" in predictor.config,
                 "uptime_s": round(time.time() - started, 1),
                 "requests": counts["requests"],
                 "batches": batcher.batches,
@@ -250,7 +251,7 @@ def serve(checkpoint=None, host="127.0.0.1", port=8000, **limits) -> None:
 
     from textlstm.predict import Predictor
 
-    predictor = Predictor(checkpoint)  # numpy; onnx for an int8 bundle
+    predictor = Predictor(checkpoint)  # onnx (numpy without the extra); int8 bundles: onnx
     app = create_app(predictor, **limits)
     print(
         f"serving {predictor.run_dir} on http://{host}:{port} "
