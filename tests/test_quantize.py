@@ -233,3 +233,39 @@ def test_missing_onnxruntime_is_one_line(int8_run, tiny_run, monkeypatch, tmp_pa
     one_error_line(
         cli("quantize", "--checkpoint", tiny_run.run_dir, "--out", tmp_path / "q"), "pip install"
     )
+
+
+def test_evaluate_takes_an_int8_bundle_on_a_gpu_machine(int8_run, monkeypatch, tmp_path):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # --device auto -> cuda
+    result = cli("evaluate", "--checkpoint", int8_run, "--data", SMS, "--report-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+
+
+def test_training_into_an_int8_bundle_needs_overwrite(int8_run, tmp_path):
+    copy = tmp_path / "int8"
+    shutil.copytree(int8_run, copy)
+    result = cli("train", "--data", SMS, "--out", copy, "--set", "train.epochs=1")
+    assert result.exit_code == 1  # after the config it prints: one error line, last
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "--overwrite" in last, last
+    assert (copy / INT8_GRAPH).read_bytes() == (int8_run / INT8_GRAPH).read_bytes()
+
+
+def test_overwrite_leaves_nothing_stale(int8_run, tiny_run, tmp_path):
+    out = tmp_path / "again"
+    shutil.copytree(int8_run, out)
+    (out / "thresholds.json").write_text("{}")  # as if an earlier multi-label source
+    (out / ".quantize-x1").mkdir()  # left by a killed quantize
+    result = cli("quantize", "--checkpoint", tiny_run.run_dir, "--out", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [INT8_GRAPH, "config.json", "tokenizer.json", "labels.json"]
+    )
+    half = tmp_path / "half"  # a killed quantize's graph without its config.json
+    half.mkdir()
+    (half / INT8_GRAPH).write_bytes(b"partial")
+    one_error_line(cli("quantize", "--checkpoint", tiny_run.run_dir, "--out", half), "--overwrite")
+    result = cli("quantize", "--checkpoint", tiny_run.run_dir, "--out", half, "--overwrite")
+    assert result.exit_code == 0, result.output

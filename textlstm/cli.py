@@ -19,6 +19,7 @@ from textlstm.options import (
     open_reading,
     reading_options,
     serve_options,
+    train_config,
 )
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -97,7 +98,15 @@ def preprocess(source, text_column, label_column, config_file, overrides, out, s
     type=click.IntRange(min=1),
     help="Train with N processes (DDP) on this machine via torchrun; batch sizes are per process.",
 )
-def train(resume, out, overwrite, report_dir, init_from, device, deterministic, nproc, **options):
+@click.option(
+    "--autotune",
+    metavar="DURATION",
+    help="Try lr, size, dropout, n-grams, adversarial epsilon and epochs on validation for "
+    "this long (600, 10m, 1h), keep the best.",
+)
+def train(
+    resume, out, overwrite, report_dir, init_from, device, deterministic, nproc, autotune, **options
+):
     """Train a classifier; ends with the test-split report and the checkpoint path.
 
     \b
@@ -119,7 +128,11 @@ def train(resume, out, overwrite, report_dir, init_from, device, deterministic, 
     cfg.check()  # fit prints the config once the data loaded: a bad --data is one line
     main_rank = distributed.is_main()  # under torchrun, rank 0 alone prints and reports
     try:
-        result = fit(cfg, Path(resume or out) if resume or out else None, bool(resume), overwrite)
+        if autotune:
+            result = run_autotune(cfg, autotune, out, resume or overwrite or nproc)
+        else:
+            run_dir = Path(resume or out) if resume or out else None
+            result = fit(cfg, run_dir, bool(resume), overwrite)
     except Interrupted as stop:
         stopped(stop, "train", main_rank)
     if main_rank:
@@ -128,6 +141,15 @@ def train(resume, out, overwrite, report_dir, init_from, device, deterministic, 
         with runs.locked(result.run_dir):  # the report files are the run's too
             final_report(result, cfg, report_dir)
         click.echo(runs.where_is(result.run_dir))
+
+
+def run_autotune(cfg, duration: str, out, refused):
+    from textlstm.autotune import autotune, parse_duration
+
+    if refused:
+        raise TextlstmError("--autotune writes a new folder: drop --resume, --overwrite, --nproc")
+    say = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    return autotune(cfg, parse_duration(duration), Path(out) if out else None, say)
 
 
 def stopped(stop, verb: str, say: bool = True) -> None:
@@ -146,25 +168,6 @@ def final_report(result, cfg, report_dir) -> None:
         click.echo("note: no test split (or train.test=false): reporting on validation", err=True)
     where = dict(split=split, checkpoint=str(result.run_dir), data=str(cfg.data.source))
     print_report(result.model, splits[split], prep.label_names, prep.task, where, report_dir, cfg)
-
-
-def train_config(resume, config_file, overrides, source, text_column, label_column, seed):
-    """A new run's config from its options, or a resumed run's own (only --set may change)."""
-    if not resume:
-        return build_config(config_file, overrides, source, text_column, label_column, seed)
-    from textlstm import checkpoint, config
-
-    if config_file or source or text_column or label_column or seed is not None:
-        raise TextlstmError(
-            "--resume continues a run with its own config and data; "
-            "only --set, --device and --report-dir may change"
-        )
-    saved = checkpoint.read_config(Path(resume))
-    if saved.get("kind") == checkpoint.PRETRAINED_KIND:
-        raise TextlstmError(
-            f"{resume} is a pretraining: continue it with textlstm pretrain --resume {resume}"
-        )
-    return config.resumed(saved, overrides)
 
 
 @main.command(context_settings=CONTEXT)
@@ -246,6 +249,7 @@ def evaluate(checkpoint, source, text_column, label_column, split, report_dir, d
     from textlstm.training import pick_device
 
     run_dir = ckpt.resolve(checkpoint)
+    device = "cpu" if device == "auto" and ckpt.is_int8(ckpt.read_config(run_dir)) else device
     model, saved, labels = ckpt.load_model(run_dir, pick_device(device), rnn)
     cfg, task = config.from_dict(saved), task_of(saved)
     cfg.data.source = source or cfg.data.source

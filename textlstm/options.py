@@ -3,7 +3,11 @@
 Kept out of cli.py so that each verb there reads as: options, one call, print.
 """
 
+from pathlib import Path
+
 import click
+
+from textlstm import TextlstmError
 
 
 class Probability(click.FloatRange):
@@ -75,8 +79,8 @@ def reading_options(f):
             type=click.Choice(["auto", "numpy", "torch", "onnx"]),
             default="auto",
             show_default=True,
-            help="auto: numpy for texts given as arguments (fast start), torch for --file "
-            "and on GPU, onnx for an int8 bundle.",
+            help="auto: numpy for texts given as arguments (fastest start); onnx for --file "
+            "and stdin (torch without the onnx extra); torch on GPU; int8 bundles: onnx.",
         ),
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
         click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
@@ -141,3 +145,22 @@ def serve_options(f):
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def train_config(resume, config_file, overrides, source, text_column, label_column, seed):
+    """A new run's config from its options, or a resumed run's own (only --set may change)."""
+    if not resume:
+        return build_config(config_file, overrides, source, text_column, label_column, seed)
+    from textlstm import checkpoint, config
+
+    if config_file or source or text_column or label_column or seed is not None:
+        raise TextlstmError(
+            "--resume continues a run with its own config and data; "
+            "only --set, --device and --report-dir may change"
+        )
+    saved = checkpoint.read_config(Path(resume))
+    if saved.get("kind") == checkpoint.PRETRAINED_KIND:
+        raise TextlstmError(
+            f"{resume} is a pretraining: continue it with textlstm pretrain --resume {resume}"
+        )
+    return config.resumed(saved, overrides)

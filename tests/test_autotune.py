@@ -1,0 +1,96 @@
+"""`train --autotune DURATION`: trials on validation within a budget, the best kept."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import SMS, TINY, tiny_config
+
+from textlstm import TextlstmError, autotune
+from textlstm.cli import main
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("90", 90), ("90s", 90), ("10m", 600), ("1h30m", 5400), ("1.5m", 90)]
+)
+def test_durations(text, seconds):
+    assert autotune.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "ten minutes", "0", "5x", "-3m"])
+def test_bad_durations_are_one_line(text):
+    with pytest.raises(TextlstmError, match="--autotune"):
+        autotune.parse_duration(text)
+
+
+def test_the_same_seed_draws_the_same_distinct_trials():
+    first, again = autotune.draw_trials(0, 30), autotune.draw_trials(0, 30)
+    assert first == again and first != autotune.draw_trials(1, 30)
+    assert len({tuple(t.values()) for t in first}) == 30
+    for trial in first:
+        assert all(trial[key] in values for key, values in autotune.SPACE.items())
+
+
+def test_autotune_keeps_the_best_trial_and_reports_on_test(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # a tiny space and budget: trial 0 (the config as given) and a few more
+    monkeypatch.setattr(autotune, "SPACE", {"train.lr": (1e-3, 5e-3, 2e-2), "train.epochs": (1, 2)})
+    args = ["train", "--data", SMS, "--autotune", "40s", "--out", tmp_path / "tuned"]
+    for item in TINY:
+        args += ["--set", item]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "tuned"
+    rows = [json.loads(line) for line in (out / "autotune.jsonl").read_text().splitlines()]
+    assert len(rows) >= 2 and rows[0]["settings"] == {"train.lr": 5e-3, "train.epochs": 2}
+    assert "trial 0:" in result.output and "trial 1:" in result.output
+    best = max((r for r in rows if r["score"] is not None), key=lambda r: r["score"])
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["lr"] == best["settings"]["train.lr"]
+    assert saved["train"]["epochs"] == best["settings"]["train.epochs"]
+    assert json.loads((out / "metrics.json").read_text())["val_macro_f1"] == best["score"]
+    assert (out / "report.json").is_file() and "**best**" in (out / "autotune.md").read_text()
+    # only the best trial keeps weights; the bundle classifies
+    kept = [p for p in (out / "trials").rglob("model.safetensors")]
+    assert kept == [out / "trials" / f"{best['number']:02d}" / "run" / "model.safetensors"]
+    assert CliRunner().invoke(main, ["classify", "--checkpoint", str(out), "hi"]).exit_code == 0
+
+
+def test_an_interrupted_search_keeps_the_best_finished_trial(tmp_path, monkeypatch):
+    from textlstm.training import Interrupted
+
+    real = autotune.fit
+    calls = []
+
+    def fit_then_stop(cfg, run_dir, *args, **kwargs):
+        calls.append(run_dir)
+        if len(calls) == 2:
+            raise Interrupted(2, run_dir)
+        return real(cfg, run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(autotune, "fit", fit_then_stop)
+    monkeypatch.chdir(tmp_path)
+    result = autotune.autotune(tiny_config(), 600, tmp_path / "t", say=lambda _: None)
+    assert result.run_dir == tmp_path / "t" and (tmp_path / "t" / "model.safetensors").is_file()
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "t" / "autotune.jsonl").read_text().split("\n")
+        if line
+    ]
+    assert [r["note"] for r in rows] == ["", "interrupted"]
+
+
+def test_autotune_refuses_what_it_cannot_do(tmp_path):
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    for extra, words in [
+        (["--out", tmp_path / "used"], "already exists"),
+        (["--overwrite"], "--autotune writes a new folder"),
+        (["--autotune", "soon"], "--autotune"),
+    ]:
+        args = ["train", "--data", SMS, "--autotune", "1m", *extra]
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code == 1
+        last = result.output.strip().splitlines()[-1]
+        assert last.startswith("error: ") and words in last, last
+    assert (tmp_path / "used" / "notes.txt").read_text() == "mine"

@@ -1,0 +1,227 @@
+"""`textlstm train --autotune DURATION`: try settings on validation within a time budget,
+keep the best (fastText's -autotune-validation / -autotune-duration).
+
+    textlstm train --data DIR --autotune 10m --out checkpoints/tuned
+
+Trial 0 is the config as given (defaults, preset, --set), so the result is never worse
+on validation than not tuning. The others are drawn from SPACE with `train.seed` (the
+same seed, the same trials), never the same twice; every trial trains with that seed,
+so all carve the same validation split and differ only in their settings. A trial is
+a whole `fit` into DIR/trials/NN with its log in DIR/trials/NN/train.log; it starts only
+when the budget left covers its predicted time (COST relative to trial 0, corrected by
+how far the predictions were off so far). Trials score on validation (`train.metric`)
+only: the test split is read once, by the final report of the chosen model.
+
+DIR gets the best trial's bundle (and metrics), `autotune.jsonl` (a row per trial) and
+`autotune.md` (the table); the other trials keep their config and metrics, their
+weights are deleted. Ctrl-C stops the running trial: the best finished one is kept.
+Cost: the budget, plus the last trial's overrun (a trial is never cut short).
+"""
+
+import contextlib
+import copy
+import json
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from textlstm import TextlstmError, files, runs
+from textlstm.checkpoint import BUNDLE_FILES, THRESHOLDS_FILE, load_model
+from textlstm.config import RunConfig, apply
+from textlstm.training import FitResult, Interrupted, fit
+
+# The settings searched: the ones that moved validation most on the benchmark suite
+# (docs/BENCHMARKS.md: n-gram branch, adversarial training, size, regularisation, lr).
+SPACE = {
+    "train.lr": (1e-3, 2e-3, 4e-3),
+    "model.hidden_dim": (64, 128, 256),
+    "model.dropout": (0.3, 0.5),
+    "model.ngrams": (0, 2),
+    "train.adversarial": (0.0, 1.0, 5.0),
+    "train.epochs": (5, 10, 15),
+}
+# A trial's time relative to trial 0, per setting (measured ratios, rounded)
+COST = {
+    "model.hidden_dim": lambda v, base: (v / base) ** 1.3,
+    "train.adversarial": lambda v, base: (2.3 if v else 1.0) / (2.3 if base else 1.0),
+    "model.ngrams": lambda v, base: (1.2 if v else 1.0) / (1.2 if base else 1.0),
+    "train.epochs": lambda v, base: v / base,
+}
+KEPT = (*BUNDLE_FILES, THRESHOLDS_FILE, "metrics.json", "metrics.jsonl")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90", "90s", "10m", "1h30m"; one line for anything else."""
+    parts = re.fullmatch(
+        r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
+        r"(?:(\d+(?:\.\d+)?)s?)?\s*",
+        str(text),
+    )
+    if not parts or not any(parts.groups()):
+        raise TextlstmError(f"--autotune {text!r}: give a duration like 600, 90s, 10m or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise TextlstmError(f"--autotune {text!r}: the budget must be more than 0 seconds")
+    return total
+
+
+def draw_trials(seed: int, count: int = 200) -> list[dict]:
+    """The trials after trial 0, in order: distinct points of SPACE drawn with `seed`."""
+    rng, seen, trials = random.Random(seed), set(), []
+    size = 1
+    for values in SPACE.values():
+        size *= len(values)
+    while len(trials) < min(count, size):
+        point = {key: rng.choice(values) for key, values in SPACE.items()}
+        key = tuple(point.values())
+        if key not in seen:
+            seen.add(key)
+            trials.append(point)
+    return trials
+
+
+def current(cfg: RunConfig) -> dict:
+    """The SPACE settings of `cfg` (trial 0's)."""
+    return {key: getattr(getattr(cfg, key.split(".")[0]), key.split(".")[1]) for key in SPACE}
+
+
+def relative_cost(point: dict, base: dict) -> float:
+    cost = 1.0
+    for key, ratio in COST.items():
+        if key in point and key in base:
+            cost *= ratio(point[key], base[key])
+    return cost
+
+
+@dataclass
+class Trial:
+    number: int
+    settings: dict
+    score: float | None = None  # validation train.metric; None: failed or interrupted
+    seconds: float = 0.0
+    epoch: int = 0
+    note: str = ""
+
+
+def run_trial(cfg: RunConfig, settings: dict, folder: Path):
+    """fit with `settings`, its output into folder/train.log; (FitResult, metrics)."""
+    trial_cfg = copy.deepcopy(cfg)
+    for key, value in settings.items():
+        apply(trial_cfg, *key.split("."), value)
+    folder.mkdir(parents=True)
+    with open(folder / "train.log", "w", encoding="utf-8") as log:
+        with contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+            result = fit(trial_cfg, folder / "run")
+    return result, json.loads((folder / "run" / "metrics.json").read_text())
+
+
+def table(trials: list[Trial], metric: str, best: Trial | None) -> str:
+    keys = list(SPACE)
+    lines = [
+        f"| trial | {' | '.join(keys)} | val {metric} | best epoch | seconds | note |",
+        "|" + "---|" * (len(keys) + 5),
+    ]
+    for t in trials:
+        score = "–" if t.score is None else f"{t.score:.4f}"
+        mark = " **best**" if best is t else ""
+        values = " | ".join(str(t.settings[k]) for k in keys)
+        lines.append(
+            f"| {t.number}{mark} | {values} | {score} | {t.epoch} | {t.seconds:.0f} | {t.note} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def autotune(cfg: RunConfig, budget_s: float, out: Path | None, say=print):
+    """Search within `budget_s` seconds; returns the FitResult of the best trial, its
+    bundle copied into the autotune folder (whose path is its `run_dir`)."""
+    cfg.check()
+    if out is None:
+        name = Path(cfg.data.source.rstrip("/")).name.replace(":", "-") or "run"
+        out = Path("checkpoints") / f"{name}-autotune-{time.strftime('%Y%m%d-%H%M%S')}"
+    files.new_or_empty(out)  # a new folder: nothing of an earlier run is replaced
+    lock = runs.lock_run(files.make_folder(out))
+    started, metric = time.time(), cfg.train.metric
+    higher = metric != "loss"
+    base = current(cfg)
+    queue = [base] + [p for p in draw_trials(cfg.train.seed) if p != base]
+    trials, best, best_result, correction = [], None, None, []
+    try:
+        for number, settings in enumerate(queue):
+            left = budget_s - (time.time() - started)
+            if trials:
+                first = trials[0].seconds or 1.0
+                factor = sum(correction) / len(correction) if correction else 1.0
+                predicted = first * relative_cost(settings, base) * factor
+                if predicted > left:
+                    continue  # a cheaper trial later in the queue may still fit
+                if left < first * 0.25:
+                    break
+            trial, t0 = Trial(number, settings), time.time()
+            folder = out / "trials" / f"{number:02d}"
+            try:
+                result, metrics = run_trial(cfg, settings, folder)
+                trial.score, trial.epoch = metrics[f"val_{metric}"], metrics["epoch"]
+            except Interrupted:
+                trial.note = "interrupted"
+                drop_weights(folder / "run")
+                raise
+            except TextlstmError as exc:  # e.g. a trial that diverged: the search goes on
+                trial.note = str(exc).split(";")[0][:80]
+                result = None
+            finally:
+                trial.seconds = time.time() - t0
+                trials.append(trial)
+                files.append_jsonl(out / "autotune.jsonl", trial.__dict__)
+            if number and trial.score is not None:
+                correction.append(
+                    trial.seconds / (trials[0].seconds * relative_cost(settings, base))
+                )
+            improved = trial.score is not None and (
+                best is None or (trial.score > best.score if higher else trial.score < best.score)
+            )
+            if improved:
+                if best is not None:
+                    drop_weights(out / "trials" / f"{best.number:02d}" / "run")
+                best, best_result = trial, result
+            else:
+                drop_weights(folder / "run")
+            say(progress_line(trial, best, metric, budget_s - (time.time() - started)))
+    except Interrupted:
+        say("autotune stopped by a signal: keeping the best finished trial")
+    finally:
+        files.atomic_write(out / "autotune.md", table(trials, metric, best).encode())
+        runs.unlock(lock)
+    if best is None:
+        raise TextlstmError(f"autotune: no trial finished within {budget_s:.0f} s; give more time")
+    return promote(best_result, best, out, cfg)
+
+
+def drop_weights(run_dir: Path) -> None:
+    """A trial that lost keeps its config and metrics, not its weights."""
+    for name in ("model.safetensors", "train_state.pt"):
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def progress_line(trial: Trial, best: Trial | None, metric: str, left: float) -> str:
+    settings = " ".join(f"{k.split('.')[1]}={v}" for k, v in trial.settings.items())
+    score = trial.note or f"val {metric} {trial.score:.4f}"
+    top = f" (best {best.score:.4f}, trial {best.number})" if best else ""
+    return (
+        f"trial {trial.number}: {settings}  {score}{top}  {trial.seconds:.0f} s, "
+        f"{max(left, 0) / 60:.1f} min left"
+    )
+
+
+def promote(result, best: Trial, out: Path, cfg: RunConfig):
+    """The best trial's bundle into `out`; `checkpoints/latest` names `out`."""
+    source = out / "trials" / f"{best.number:02d}" / "run"
+    for name in KEPT:
+        if (source / name).is_file():
+            files.atomic_write(out / name, (source / name).read_bytes())
+    (source / "train_state.pt").unlink(missing_ok=True)
+    runs.point_latest(out)
+    model, _, _ = load_model(out, next(result.model.parameters()).device)
+    return FitResult(out, model, result.prepared, json.loads((out / "metrics.json").read_text()))
