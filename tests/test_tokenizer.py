@@ -68,3 +68,13 @@ def test_digits_option_is_checked():
 
     with pytest.raises(TextlstmError, match="data.digits"):
         train_tokenizer(Dataset.from_dict({"text": TEXTS}), DataConfig(digits="drop"))
+
+
+def test_a_note_says_when_many_training_texts_are_cut():
+    from textlstm.config import DataConfig
+    from textlstm.tokenizer import cut_note
+
+    cfg = DataConfig(max_len=8)
+    assert cut_note([3, 5, 8, 2] * 5, cfg, bag=False)[0].startswith("25% of the training texts")
+    assert cut_note([3, 5, 7, 2] * 5, cfg, bag=False) == []
+    assert cut_note([8] * 5, cfg, bag=True) == []  # the bag reads the whole text

@@ -216,7 +216,21 @@ def prepare(
     raw = load_raw(cfg, seed)
     tok = tokenizer or train_tokenizer(raw.splits["train"], cfg)
     splits = tokenize_splits(raw.splits, tok, cfg, bag)
-    return Prepared(splits, tok, raw.label_names, cfg, raw.task, raw.notes)
+    notes = raw.notes + cut_note(splits["train"]["length"], cfg, bag)
+    return Prepared(splits, tok, raw.label_names, cfg, raw.task, notes)
+
+
+def cut_note(lengths, cfg: DataConfig, bag: bool) -> list[str]:
+    """A note when more than 5% of the training texts reach data.max_len (their tail is
+    cut), naming what reads more of them; none when the n-gram bag already does."""
+    cut = sum(1 for n in lengths if n >= cfg.max_len)
+    if bag or not lengths or cut <= 0.05 * len(lengths):
+        return []
+    return [
+        f"{cut / len(lengths):.0%} of the training texts reach data.max_len={cfg.max_len} "
+        f"tokens and lose the rest ({cfg.truncation!r} kept); data.truncation=head+tail, a "
+        "larger data.max_len, or model.ngrams=2 (a bag of the whole text) read more of them"
+    ]
 
 
 def prepare_shared(cfg: DataConfig, seed: int, tokenizer=None, bag: bool = False) -> Prepared:
