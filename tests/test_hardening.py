@@ -80,11 +80,11 @@ def test_ctrl_c_keeps_the_previous_output(copy, tmp_path, monkeypatch, suffix):
     calls = {"n": 0}
     real = Predictor.probabilities
 
-    def interrupted(self, texts, batch_size=128, encoded=None):
+    def interrupted(self, texts, batch_size=128):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real(self, texts, batch_size, encoded)
+        return real(self, texts, batch_size)
 
     monkeypatch.setattr(Predictor, "probabilities", interrupted)
     source = jsonl_input(tmp_path / "in.jsonl", 5000)

@@ -194,10 +194,9 @@ class Predictor:
             out = run(to(ids), to(lengths), to(ngram_ids))
         return out.float().cpu().numpy()
 
-    def batches(self, texts: list[str], batch_size: int, encoded=None):
-        """(positions, ids, lengths, ngram ids or None) per batch, sorted by length;
-        `encoded`: what `encoded(texts)` gives, when it was computed ahead (stream.py)."""
-        all_ids, whole = encoded or self.encoded(texts)
+    def batches(self, texts: list[str], batch_size: int):
+        """(positions, ids, lengths, ngram ids or None) per batch, sorted by length."""
+        all_ids, whole = self.encoded(texts)
         model = self.config["model"]
         lengths = np.array([len(i) for i in all_ids], dtype=np.int64)
         order = np.argsort(-lengths, kind="stable")
@@ -211,18 +210,18 @@ class Predictor:
                 bag = bag_matrix([whole[i] for i in index], model["ngrams"], model["ngram_buckets"])
             yield index, block, lengths[index], bag
 
-    def probabilities(self, texts: list[str], batch_size: int = 128, encoded=None) -> np.ndarray:
+    def probabilities(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         """(len(texts), num_classes) probabilities; batches sorted by length."""
         probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for index, ids, lengths, bag in self.batches(texts, batch_size, encoded):
+        for index, ids, lengths, bag in self.batches(texts, batch_size):
             probs[index] = self.task.probabilities(self.batch_outputs(ids, lengths, bag))
         return probs
 
-    def embeddings(self, texts: list[str], batch_size: int = 128, encoded=None) -> np.ndarray:
+    def embeddings(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         """(len(texts), D) pooled features: the vector the classifier reads for each text.
         The same for both engines (to 1e-5); padding never changes a text's vector."""
         out = None
-        for index, ids, lengths, bag in self.batches(texts, batch_size, encoded):
+        for index, ids, lengths, bag in self.batches(texts, batch_size):
             vectors = self.batch_outputs(ids, lengths, bag, features=True)
             if out is None:
                 out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)

@@ -14,8 +14,6 @@ the chunk size, not on the file size:
 
 Trade-off: texts inside a chunk are sorted by length for batching (little padding);
 across chunks nothing is sorted, so a larger chunk means less padding and more memory.
-The next chunk is read and tokenized in a thread while this one is classified
-(`read_ahead`), so at most two chunks are in memory.
 No torch import here: the numpy engine keeps the start-up cost of a pipeline small.
 """
 
@@ -205,31 +203,12 @@ def open_input(texts: tuple[str, ...], file: str | None, text_column: str, outpu
     )
 
 
-def read_ahead(predictor, chunks) -> Iterator[tuple]:
-    """(chunk, its token ids) per chunk, the next chunk read and tokenized in a thread
-    while the caller classifies this one: both release the GIL (tokenizers' Rust, ONNX
-    Runtime, numpy's BLAS), so on two cores reading overlaps computing. An error reading
-    or tokenizing a chunk surfaces when the caller reaches that chunk."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def load(source):
-        chunk = next(source, None)
-        return None if chunk is None else (chunk, predictor.encoded(chunk))
-
-    source = iter(chunks)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as pool:
-        pending = pool.submit(load, source)
-        while (item := pending.result()) is not None:
-            pending = pool.submit(load, source)
-            yield item
-
-
 def predict_chunks(predictor, chunks, batch_size: int, bar, warn) -> Iterator[tuple]:
     """(position of the chunk's first text, texts, probabilities) per chunk; `warn` is
     told about each empty text (it is classified as unknown input: the model's prior)."""
     start = 0
-    for chunk, encoded in read_ahead(predictor, chunks):
-        probs = predictor.probabilities(chunk, batch_size, encoded)
+    for chunk in chunks:
+        probs = predictor.probabilities(chunk, batch_size)
         for number, text in enumerate(chunk, start + 1):
             if not text.strip():
                 warn(f"text {number} is empty; classified as unknown input")
@@ -270,8 +249,8 @@ def write_predictions(
 def embed_chunks(predictor, chunks, batch_size: int, bar) -> Iterator[tuple]:
     """(position of the chunk's first text, its vectors) per chunk (`textlstm embed`)."""
     start = 0
-    for chunk, encoded in read_ahead(predictor, chunks):
-        yield start, predictor.embeddings(chunk, batch_size, encoded)
+    for chunk in chunks:
+        yield start, predictor.embeddings(chunk, batch_size)
         start += len(chunk)
         bar.update(len(chunk))
 
