@@ -26,6 +26,7 @@ TINY = [
     "train.epochs=2",
     "train.batch_size=32",
     "train.lr=5e-3",
+    "train.adversarial=0",  # the default's second pass is tested in test_adversarial.py
 ]
 
 

@@ -158,7 +158,8 @@ class TrainConfig:
     schedule: str = "cosine"  # after warm-up: "cosine" | "linear" | "constant"
     clip_norm: float = 1.0  # global gradient-norm clip; 0 disables
     label_smoothing: float = 0.0  # cross-entropy label smoothing (single-label runs)
-    adversarial: float = 0.0  # > 0: also train on embeddings moved this far against the model
+    # 2: best on validation over the suite (docs/BENCHMARKS.md, "The suite"); ~2x per step
+    adversarial: float = 2.0  # > 0: also train on embeddings moved this far against the model
     ema: float = 0.0  # > 0: validate and save a moving average of the weights (averaging.py)
     layer_lr_decay: float = 1.0  # > 1: each layer below the classifier learns this much slower
     unfreeze: float = 0.0  # > 0: classifier first, one more layer from the top every N epochs

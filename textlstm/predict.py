@@ -111,7 +111,7 @@ def onnx_available() -> bool:
 
 def auto_engine(int8: bool, device: str, workload: str = "service") -> str:
     """The engine "auto" picks, as measured (docs/BENCHMARKS.md, "CPU inference"). GPU:
-    torch. CPU: onnx (ONNX Runtime, 3x numpy's pace on short texts, 1.0-1.4x the bare
+    torch. CPU: onnx (ONNX Runtime, 3-5x numpy's pace on short texts, 1.0-1.4x the bare
     torch forward), except for `workload` "few" (texts given to a new process: numpy
     starts in 0.16 s, onnx in 0.3 s); without the onnx extra numpy, or torch for a
     "file" (numpy's Python time loop would crawl through it). "service": load once, call
