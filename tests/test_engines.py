@@ -39,6 +39,13 @@ def padded_batch(seed: int = 0):
     return ids, lengths
 
 
+def bag_of(ids, lengths, cfg):
+    """The batch's n-gram bucket ids (50 buckets), or None without an n-gram branch."""
+    if not cfg.ngrams:
+        return None
+    return bag_matrix([ids[r, :n] for r, n in enumerate(lengths)], cfg.ngrams, 50)
+
+
 @pytest.mark.parametrize("rnn", ["cudnn", "cell"])
 @pytest.mark.parametrize("shape", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
 def test_numpy_engine_equals_torch(shape, rnn):
@@ -46,11 +53,7 @@ def test_numpy_engine_equals_torch(shape, rnn):
     cfg = ModelConfig(emb_dim=8, hidden_dim=6, rnn=rnn, **shape)
     model = TextLSTM(cfg, VOCAB, CLASSES).eval()
     ids, lengths = padded_batch()
-    bag = (
-        bag_matrix([ids[r, :n] for r, n in enumerate(lengths)], cfg.ngrams, 50)
-        if cfg.ngrams
-        else None
-    )
+    bag = bag_of(ids, lengths, cfg)
     with torch.no_grad():
         args = [torch.from_numpy(a) for a in (ids, lengths, bag) if a is not None]
         want = model(*args).numpy()
@@ -72,11 +75,7 @@ def test_onnx_graph_equals_torch(shape):
     cfg = ModelConfig(emb_dim=8, hidden_dim=6, **shape)
     model = TextLSTM(cfg, VOCAB, CLASSES).eval()
     ids, lengths = padded_batch()
-    bag = (
-        bag_matrix([ids[r, :n] for r, n in enumerate(lengths)], cfg.ngrams, 50)
-        if cfg.ngrams
-        else None
-    )
+    bag = bag_of(ids, lengths, cfg)
     weights = {name: t.numpy() for name, t in model.state_dict().items()}
     graph = build(weights, dataclasses.asdict(cfg)).SerializeToString()
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])

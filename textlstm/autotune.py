@@ -196,7 +196,7 @@ def autotune(cfg: RunConfig, budget_s: float, out: Path | None, say=print):
         runs.unlock(lock)
     if best is None:
         raise TextlstmError(f"autotune: no trial finished within {budget_s:.0f} s; give more time")
-    return promote(best_result, best, out, cfg)
+    return promote(best_result, best, out)
 
 
 def drop_weights(run_dir: Path) -> None:
@@ -215,7 +215,7 @@ def progress_line(trial: Trial, best: Trial | None, metric: str, left: float) ->
     )
 
 
-def promote(result, best: Trial, out: Path, cfg: RunConfig):
+def promote(result, best: Trial, out: Path):
     """The best trial's bundle into `out`; `checkpoints/latest` names `out`."""
     source = out / "trials" / f"{best.number:02d}" / "run"
     for name in KEPT:

@@ -132,7 +132,8 @@ class Predictor:
         self.run_dir = resolve(checkpoint)
         if engine not in ENGINES:
             raise TextlstmError(f"engine must be one of {', '.join(ENGINES)}")
-        int8 = is_int8(read_meta(self.run_dir)[0])
+        meta = read_meta(self.run_dir)[0]  # the complete bundle's config.json, checked
+        int8 = is_int8(meta)
         self.engine = auto_engine(int8, device, workload) if engine == "auto" else engine
         # Every engine checks the bundle whole (checkpoint.load_bundle, onnx_engine.Session):
         # weights against config.json, tokenizer against the weights, every weight finite.
@@ -151,7 +152,7 @@ class Predictor:
             self.tokenizer = load_tokenizer(self.run_dir, self.config["vocab_size"])
         elif self.engine == "numpy":
             if int8:
-                refuse_int8(self.run_dir, read_meta(self.run_dir)[0], "the numpy engine")
+                refuse_int8(self.run_dir, meta, "the numpy engine")
             if device != "cpu":
                 raise TextlstmError("the numpy engine runs on the CPU; use --engine torch")
             self.config, self.labels, self.weights, self.tokenizer = load_bundle(self.run_dir)
@@ -159,7 +160,7 @@ class Predictor:
             if int8 and device != "cpu":
                 raise TextlstmError("int8 bundles run on the CPU: use --device cpu")
             if int8:
-                refuse_int8(self.run_dir, read_meta(self.run_dir)[0], "the torch engine")
+                refuse_int8(self.run_dir, meta, "the torch engine")
             self.model, self.config, self.labels = load_model(self.run_dir, device)
             self.tokenizer = load_tokenizer(self.run_dir, self.config["vocab_size"])
             self.device = device
