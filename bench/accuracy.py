@@ -20,6 +20,8 @@ evaluated on test, all with textlstm's defaults (no preset):
 - r8: Reuters-21578 R8, 8 imbalanced topics, ~100-word documents, official train/test;
   validation carved from train.
 - amazon_cells: small, 1,000 review sentences (Kotzias et al. 2015), 70/10/20 split.
+- ohsumed: 23 medical topics, 7,400 abstracts of ~190 words (OHSUMED), official
+  train/test (3,357 / 4,043); validation carved from train.
 
 textlstm trains with the dataset's preset (configs/<name>.toml) and picks its epoch on
 validation only. The baselines see the same train split (including the texts textlstm
@@ -65,8 +67,10 @@ DATASETS = {
     "subj": ("subj", "test", (0, 0)),
     "r8": ("r8", "test", (0, 0)),
     "amazon_cells": ("amazon_cells", "test", (0, 0)),
+    "ohsumed": ("ohsumed", "test", (0, 0)),  # 3,357 abstracts of ~190 words, 23 topics
 }
-SUITE_DATASETS = ("mr", "subj", "r8", "amazon_cells")  # read from --suite-data, not --shared
+# read from --suite-data, not --shared
+SUITE_DATASETS = ("mr", "subj", "r8", "amazon_cells", "ohsumed")
 SUITE_DATA = REPO / ".suite-data"
 SYSTEMS = ("tfidf", "fasttext", "textlstm")
 CARVED = {"ag_news": (0.7, 0.1)}  # train and validation shares of the one split there is
@@ -333,7 +337,7 @@ def main() -> None:
     ap.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
-    ap.add_argument("--suite-data", default=str(SUITE_DATA), help="for mr, subj, r8, amazon_cells")
+    ap.add_argument("--suite-data", default=str(SUITE_DATA), help=", ".join(SUITE_DATASETS))
     ap.add_argument("--set", action="append", default=[], help="extra textlstm override")
     ap.add_argument("--write", help="put the table into this markdown file (between markers)")
     ap.add_argument("--json", help="also write every run's numbers here")

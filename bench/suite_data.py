@@ -15,12 +15,14 @@ sms_spam, sst2, imdb and ag_news do not cover:
 - subj: sentence-level subjectivity, subjective snippets vs plot sentences (Pang & Lee
   2004), 10,000 sentences;
 - r8: 8-class newswire topics with long, imbalanced documents (Reuters-21578 R8), 7,674;
-- amazon_cells: a small set, 1,000 product-review sentences (Kotzias et al. 2015).
+- amazon_cells: a small set, 1,000 product-review sentences (Kotzias et al. 2015);
+- ohsumed: 23-class medical topics, 7,400 abstracts of ~190 words (OHSUMED, Joachims'
+  single-label subset): a many-class task with long documents, where bags of words lead.
 
-RAW_FOLDER holds the raw files listed by --list (each README says which public copy was
-used and how to get it). Nothing is downloaded here. The outputs are not committed: these
-licenses do not clearly allow shipping the data, so the default --out is the git-ignored
-.suite-data/<name>/.
+RAW_FOLDER holds the raw files (for ohsumed, folders) listed by --list (each README says
+which public copy was used and how to get it). Nothing is downloaded here. The outputs
+are not committed: these licenses do not clearly allow shipping the data, so the default
+--out is the git-ignored .suite-data/<name>/.
 
 Processing, the same for every dataset:
 - Bytes are decoded as UTF-8, else as Windows-1252 (Cornell's files are cp1252). C1 control
@@ -130,6 +132,21 @@ def read_label_tab_text(texts: dict[str, str], spec: Spec) -> list[Row]:
                 raise ValueError(f"{split} line {number} is not 'label<TAB>text': {line[:80]!r}")
             rows.append((split, text.strip(), label))
     return rows
+
+
+def folder_as_label_tab_text(folder: Path) -> bytes:
+    """A one-file-per-document tree (CLASS/DOC_ID) as `label<TAB>text` lines, UTF-8.
+
+    Classes and documents in sorted order; a document's lines (title, then its sentences)
+    joined by single spaces. The result is what the sha256 check reads, so that the
+    check does not depend on how a file system lists a folder.
+    """
+    out = []
+    for label in sorted(p.name for p in folder.iterdir() if p.is_dir()):
+        for doc in sorted((folder / label).iterdir()):
+            text, _, _ = decode(doc.read_bytes())
+            out.append(f"{label}\t{' '.join(lines(text))}")
+    return ("\n".join(out) + "\n").encode("utf-8")
 
 
 # -- the datasets ----------------------------------------------------------------------
@@ -382,6 +399,71 @@ DATASETS: dict[str, Spec] = {
             "(IMDb overlaps the suite's imdb in source, and the Yelp copies found differ)."
         ),
     ),
+    "ohsumed": Spec(
+        title="OHSUMED, single-label 23-class subset (Joachims 1998; as in TextGCN)",
+        summary=(
+            "Topic classification of medical abstracts: 7,400 MEDLINE titles and abstracts "
+            "from 1991 (OHSUMED, Hersh et al. 1994), each labelled with the one of 23 MeSH "
+            "disease categories (C01-C23) it was indexed under, documents with more than "
+            "one category left out. Long documents (about 190 words, a quarter over 238) "
+            "and many unequal classes: the kind of task where bags of words beat recurrent "
+            "networks trained from scratch (TextGCN's table: TF-IDF + LR 54.7, LSTM 41.1)."
+        ),
+        labels=tuple(f"C{i:02d}" for i in range(1, 24)),
+        files={"train": ("training",), "test": ("test",)},
+        read=read_label_tab_text,
+        rows=7400,
+        shares=None,
+        sha256={
+            "b16ea9c6244410b4b27f2b9b80b115aea12f69d7c331f8d001ea81085c34894d": (
+                "ohsumed_single_23/training (text_gcn)"
+            ),
+            "b205b86235c904d91a1b229ff69cb95e43963fb95f6522313e35fa9d7178f767": (
+                "ohsumed_single_23/test (text_gcn)"
+            ),
+        },
+        source=(
+            "- github.com/yao8839836/text_gcn at commit "
+            "`5fa0c35dbe09453a8f724c3f3eb8b6f172deb18c`, folder "
+            "`data/ohsumed_single_23/{training,test}/C01..C23/` (one file per abstract: the "
+            "title on the first line, then one sentence per line; 3,357 training and 4,043 "
+            "test documents, the split used by Yao et al. 2019). Only that folder is read: "
+            "that repo also holds 20 Newsgroups and TREC, which must stay out of the suite.\n"
+            "- The sha256 in the table below is of the folder read as `label<TAB>text` lines "
+            "(`folder_as_label_tab_text` in bench/suite_data.py), not of a file.\n"
+            "- Original collection: W. Hersh et al., OHSUMED (TREC-9 filtering track, "
+            "https://trec.nist.gov/data/t9_filtering.html); the single-label 23-category "
+            "subset of the first 20,000 abstracts of 1991 follows Joachims (1998)."
+        ),
+        get=(
+            "git clone https://github.com/yao8839836/text_gcn\n"
+            "python bench/suite_data.py ohsumed --source text_gcn/data/ohsumed_single_23"
+        ),
+        citation=(
+            "@InProceedings{Hersh:94,\n"
+            "  author = {William Hersh and Chris Buckley and T. J. Leone and David Hickam},\n"
+            "  title = {OHSUMED: An Interactive Retrieval Evaluation and New Large Test "
+            "Collection for Research},\n"
+            "  booktitle = {Proceedings of SIGIR}, year = 1994}\n"
+            "@InProceedings{Joachims:98,\n"
+            "  author = {Thorsten Joachims},\n"
+            "  title = {Text Categorization with Support Vector Machines: Learning with Many "
+            "Relevant Features},\n"
+            "  booktitle = {Proceedings of ECML}, year = 1998}"
+        ),
+        license=(
+            "- OHSUMED is distributed for research use through TREC (MEDLINE records, "
+            "National Library of Medicine); the TextGCN copy states no license of its own.\n"
+            "- Research use only, as far as known: kept out of git (`.suite-data/` is ignored)."
+        ),
+        notes=(
+            "- The official split has no validation set; textlstm carves a stratified one "
+            "out of train.\n"
+            "- Test is larger than train (4,043 against 3,357), as published.\n"
+            "- Judge by macro-F1 as well as accuracy: C14 (cardiovascular) alone is 16% of "
+            "the documents, C22 (animal diseases) 0.3%."
+        ),
+    ),
 }
 
 
@@ -458,7 +540,7 @@ def find_raw(source: Path, spec: Spec) -> dict[str, Path]:
     """Role -> raw file in `source` (the first accepted name that exists)."""
     found = {}
     for role, names in spec.files.items():
-        path = next((source / n for n in names if (source / n).is_file()), None)
+        path = next((source / n for n in names if (source / n).exists()), None)
         if path is None:
             raise SystemExit(f"{source}: no {' or '.join(names)} (see --list)")
         found[role] = path
@@ -475,7 +557,7 @@ def convert(name: str, source: Path, out: Path) -> dict:
     spec = DATASETS[name]
     raw_files, texts, raw_info, warnings = find_raw(Path(source), spec), {}, [], []
     for role, path in raw_files.items():
-        data = path.read_bytes()
+        data = folder_as_label_tab_text(path) if path.is_dir() else path.read_bytes()
         texts[role], encoding, fixed = decode(data)
         digest = hashlib.sha256(data).hexdigest()
         known = spec.sha256.get(digest)

@@ -157,6 +157,28 @@ def test_official_split_is_kept_and_stale_files_are_removed(tmp_path):
     )
 
 
+def test_one_file_per_document_folders_give_the_official_split(tmp_path):
+    raw = tmp_path / "raw"
+    for split, docs in (("training", 2), ("test", 1)):
+        for label in ("C14", "C01"):  # listed out of order: classes come out sorted
+            for i in range(docs):
+                doc = raw / split / label / f"{i:07d}"
+                doc.parent.mkdir(parents=True, exist_ok=True)
+                doc.write_bytes(f"Title {label} {split} {i}.\n Sentence one.\n\n Two.\n".encode())
+    files = convert("ohsumed", raw, tmp_path / "out")
+    assert set(files) == {"train", "test"}
+    assert files["train"].text.tolist() == [
+        "Title C01 training 0. Sentence one. Two.",  # a document's lines joined by spaces
+        "Title C01 training 1. Sentence one. Two.",
+        "Title C14 training 0. Sentence one. Two.",
+        "Title C14 training 1. Sentence one. Two.",
+    ]
+    assert files["train"].label.tolist() == [0, 0, 13, 13]  # C01 -> 0, C14 -> 13
+    assert files["test"].label.tolist() == [0, 13]
+    readme = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "| `training` |" in readme and "6 texts read; the published copy has 7,400" in readme
+
+
 def test_sentence_tab_score_file_and_a_bad_line(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
