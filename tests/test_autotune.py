@@ -1,6 +1,8 @@
 """`train --autotune DURATION`: trials on validation within a budget, the best kept."""
 
 import json
+import math
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -33,6 +35,13 @@ def test_the_same_seed_draws_the_same_distinct_trials():
         assert all(trial[key] in values for key, values in autotune.SPACE.items())
 
 
+def test_a_trial_must_beat_trial_0_by_one_standard_error():
+    assert autotune.standard_error(0.9, "accuracy", 100) == pytest.approx(0.03)
+    assert autotune.standard_error(0.8, "macro_f1", 400) == pytest.approx(0.02)
+    assert autotune.standard_error(0.3, "loss", 400) == 0.0  # no bar for the loss
+    assert autotune.standard_error(1.0, "accuracy", 50) == 0.0
+
+
 def test_autotune_keeps_the_best_trial_and_reports_on_test(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # a space of 4 cheap points, trial 0 (the config as given) among them, and a budget
@@ -47,7 +56,14 @@ def test_autotune_keeps_the_best_trial_and_reports_on_test(tmp_path, monkeypatch
     rows = [json.loads(line) for line in (out / "autotune.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and rows[0]["settings"] == {"train.lr": 5e-3, "train.epochs": 2}
     assert "trial 0:" in result.output and "trial 1:" in result.output
-    best = max((r for r in rows if r["score"] is not None), key=lambda r: r["score"])
+    # the best challenger replaces trial 0 only if it beats it by one standard error
+    log = (out / "trials" / "00" / "train.log").read_text()
+    n_validation = int(re.search(r"/ (\d+) validation", log).group(1))
+    first = rows[0]["score"]
+    bar = first + math.sqrt(first * (1 - first) / n_validation)
+    assert rows[0]["note"] == f"others must beat {bar:.4f}" and "others must beat" in result.output
+    challenger = max((r for r in rows[1:] if r["score"] is not None), key=lambda r: r["score"])
+    best = challenger if challenger["score"] > bar else rows[0]
     saved = json.loads((out / "config.json").read_text())
     assert saved["train"]["lr"] == best["settings"]["train.lr"]
     assert saved["train"]["epochs"] == best["settings"]["train.epochs"]
@@ -81,7 +97,7 @@ def test_an_interrupted_search_keeps_the_best_finished_trial(tmp_path, monkeypat
         for line in (tmp_path / "t" / "autotune.jsonl").read_text().split("\n")
         if line
     ]
-    assert [r["note"] for r in rows] == ["", "interrupted"]
+    assert rows[0]["note"].startswith("others must beat") and rows[1]["note"] == "interrupted"
 
 
 def test_autotune_refuses_what_it_cannot_do(tmp_path):
