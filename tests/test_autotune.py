@@ -35,11 +35,18 @@ def test_the_same_seed_draws_the_same_distinct_trials():
         assert all(trial[key] in values for key, values in autotune.SPACE.items())
 
 
-def test_a_trial_must_beat_trial_0_by_one_standard_error():
-    assert autotune.standard_error(0.9, "accuracy", 100) == pytest.approx(0.03)
-    assert autotune.standard_error(0.8, "macro_f1", 400) == pytest.approx(0.02)
-    assert autotune.standard_error(0.3, "loss", 400) == 0.0  # no bar for the loss
-    assert autotune.standard_error(1.0, "accuracy", 50) == 0.0
+def test_the_margin_grows_with_the_noise_and_the_number_of_trials():
+    se = math.sqrt(0.9 * 0.1 / 100)  # 0.03
+    assert autotune.margin(0.9, "accuracy", 100, 1) == pytest.approx(math.sqrt(2) * se)
+    assert autotune.margin(0.9, "accuracy", 100, 0) == autotune.margin(0.9, "accuracy", 100, 1)
+    # z_k, the expected best of k standard normals (Blom's approximation): 1.18 for 5, 2.44 for 84
+    assert autotune.margin(0.9, "accuracy", 100, 5) == pytest.approx(math.sqrt(2) * se * 1.18, 0.01)
+    assert autotune.margin(0.9, "accuracy", 100, 84) == pytest.approx(
+        math.sqrt(2) * se * 2.44, 0.01
+    )
+    assert autotune.margin(0.9, "accuracy", 400, 5) < autotune.margin(0.9, "accuracy", 100, 5)
+    assert autotune.margin(0.3, "loss", 400, 5) == 0.0  # no margin for the loss
+    assert autotune.margin(1.0, "accuracy", 50, 5) == 0.0
 
 
 def test_autotune_keeps_the_best_trial_and_reports_on_test(tmp_path, monkeypatch):
@@ -56,14 +63,16 @@ def test_autotune_keeps_the_best_trial_and_reports_on_test(tmp_path, monkeypatch
     rows = [json.loads(line) for line in (out / "autotune.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and rows[0]["settings"] == {"train.lr": 5e-3, "train.epochs": 2}
     assert "trial 0:" in result.output and "trial 1:" in result.output
-    # the best challenger replaces trial 0 only if it beats it by one standard error
+    # the best other trial replaces trial 0 only if it clears the margin the line states
     log = (out / "trials" / "00" / "train.log").read_text()
     n_validation = int(re.search(r"/ (\d+) validation", log).group(1))
-    first = rows[0]["score"]
-    bar = first + math.sqrt(first * (1 - first) / n_validation)
-    assert rows[0]["note"] == f"others must beat {bar:.4f}" and "others must beat" in result.output
-    challenger = max((r for r in rows[1:] if r["score"] is not None), key=lambda r: r["score"])
-    best = challenger if challenger["score"] > bar else rows[0]
+    first = rows[0]
+    challenger = max(rows[1:], key=lambda r: r["score"])
+    needed = autotune.margin(first["score"], "macro_f1", n_validation, 3)
+    said = re.search(r"must beat it by more than ([0-9.]+): keeping trial (\d+)", result.output)
+    assert float(said.group(1)) == pytest.approx(needed, abs=1e-4)
+    best = challenger if challenger["score"] - first["score"] > needed else first
+    assert int(said.group(2)) == best["number"]
     saved = json.loads((out / "config.json").read_text())
     assert saved["train"]["lr"] == best["settings"]["train.lr"]
     assert saved["train"]["epochs"] == best["settings"]["train.epochs"]
@@ -97,7 +106,7 @@ def test_an_interrupted_search_keeps_the_best_finished_trial(tmp_path, monkeypat
         for line in (tmp_path / "t" / "autotune.jsonl").read_text().split("\n")
         if line
     ]
-    assert rows[0]["note"].startswith("others must beat") and rows[1]["note"] == "interrupted"
+    assert [r["note"] for r in rows] == ["", "interrupted"]
 
 
 def test_autotune_refuses_what_it_cannot_do(tmp_path):
