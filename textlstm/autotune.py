@@ -247,9 +247,9 @@ def decide(first, leader, trials, metric, n_validation, out: Path, say):
     gain = gain if metric != "loss" else -gain
     kept, lost = (leader, first) if gain > needed else (first, leader)
     say(
-        f"autotune: trial {leader[0].number} beats trial 0 by {gain:+.4f}; the best of "
-        f"{others} trial(s) on {n_validation:,} validation texts must beat it by more than "
-        f"{needed:.4f}: keeping trial {kept[0].number}"
+        f"autotune: the best other trial, {leader[0].number}, scores {gain:+.4f} against "
+        f"trial 0; the best of {others} trial(s) on {n_validation:,} validation texts must "
+        f"beat it by more than {needed:.4f}: keeping trial {kept[0].number}"
     )
     drop_weights(out / "trials" / f"{lost[0].number:02d}" / "run")
     return kept
