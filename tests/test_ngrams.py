@@ -136,3 +136,25 @@ def test_evaluate_runs_an_ngram_model(ngram_run, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "report.json").read_text())["accuracy"] > 0.9
+
+
+def test_the_bag_learns_at_its_own_rate_when_asked():
+    from textlstm.config import TrainConfig
+    from textlstm.learner import Learner, make_optimizer
+    from textlstm.task import SingleLabel
+
+    model = TextLSTM(ModelConfig(emb_dim=8, hidden_dim=8, num_layers=1, ngrams=2), 30, 2)
+    plain = make_optimizer(model, TrainConfig())
+    assert len(plain.param_groups) == 2  # scale 1: the groups (and train states) as before
+    tc = TrainConfig(ngram_lr_scale=10, lr=1e-3, warmup_ratio=0.0, schedule="constant")
+    scaled = make_optimizer(model, tc)
+    bag = model.ngram_embedding.weight
+    homes = [g for g in scaled.param_groups if any(p is bag for p in g["params"])]
+    assert len(homes) == 1 and homes[0]["params"] == [bag] and homes[0]["lr"] == 1e-2
+    everything = [p for g in scaled.param_groups for p in g["params"]]
+    assert len(everything) == len(list(model.parameters()))  # each parameter exactly once
+    # and the schedule keeps the ratio: one step moves the bag's rows 10x the LSTM's rate
+    learner = Learner(model, SingleLabel(), None, tc, torch.device("cpu"), total_steps=4)
+    learner.restore({})
+    rates = {id(p): g["lr"] for g in learner.optimizer.param_groups for p in g["params"]}
+    assert rates[id(bag)] == pytest.approx(10 * rates[id(model.classifier.weight)])

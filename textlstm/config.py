@@ -153,6 +153,7 @@ class TrainConfig:
     batch_size: int = 64  # texts per batch (an upper bound when max_tokens is set)
     max_tokens: int = 0  # > 0: batches of at most this many padded tokens (GPU)
     lr: float = 2e-3  # AdamW learning rate, reached after warm-up
+    ngram_lr_scale: float = 1.0  # the n-gram bag's learning rate, as a multiple of train.lr
     weight_decay: float = 0.01  # AdamW (decoupled), on weight matrices only
     warmup_ratio: float = 0.05  # share of all steps spent ramping the LR up from 0
     schedule: str = "cosine"  # after warm-up: "cosine" | "linear" | "constant"
@@ -195,6 +196,7 @@ class TrainConfig:
 # Allowed values of train's numbers: "[a, b)" intervals, or ">= a" / "> a".
 TRAIN_RANGES = {
     "lr": "> 0",
+    "ngram_lr_scale": "> 0",
     "weight_decay": ">= 0",
     "warmup_ratio": "[0, 1)",
     "clip_norm": ">= 0",

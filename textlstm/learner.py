@@ -121,13 +121,21 @@ class Learner:
 def make_optimizer(model, tc: TrainConfig):
     """AdamW with weight decay on the weight matrices only (not biases, not embeddings).
 
+    The n-gram bag's table learns at `train.ngram_lr_scale` x `train.lr`: each bucket is
+    updated only by the texts that hold its n-gram, so at the LSTM's rate a rare n-gram's
+    vector barely leaves its small initialisation (fastText trains its bag at lr 0.1-1).
+
     Each parameter group carries its `depth` below the classifier (layer_depth); the
     groups are split by depth only when `train.layer_lr_decay` or `train.unfreeze` treat
     layers differently, so a plain run keeps its two groups (and older train states fit).
     """
     by_layer = tc.layer_lr_decay != 1 or tc.unfreeze > 0
     groups: dict[tuple[int, bool], list] = {}
+    bag = []  # the n-gram bag's table, in a group of its own when train.ngram_lr_scale != 1
     for name, p in model.named_parameters():
+        if name.startswith("ngram_embedding.") and tc.ngram_lr_scale != 1:
+            bag.append(p)
+            continue
         depth = layer_depth(name, model.cfg.num_layers) if by_layer else 0
         decay = p.ndim >= 2 and "embedding" not in name
         groups.setdefault((depth, decay), []).append(p)
@@ -137,7 +145,12 @@ def make_optimizer(model, tc: TrainConfig):
             for (depth, decay), params in sorted(
                 groups.items(), key=lambda kv: (not kv[0][1], kv[0][0])
             )
-        ],
+        ]
+        + (
+            [{"params": bag, "depth": 0, "weight_decay": 0.0, "lr": tc.lr * tc.ngram_lr_scale}]
+            if bag
+            else []
+        ),
         lr=tc.lr,
         weight_decay=0.0,
         fused=True,  # skips a non-finite step on the device (guards.NonFiniteGuard)
