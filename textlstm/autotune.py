@@ -51,6 +51,7 @@ SPACE = {
     "model.hidden_dim": (64, 128, 256),
     "model.dropout": (0.3, 0.5),
     "model.ngrams": (0, 2),
+    "train.ngram_lr_scale": (1.0, 10.0),  # the bag's rate: 10 for long, many-topic texts
     "train.adversarial": (0.0, 1.0, 2.0, 5.0),
     "train.epochs": (5, 10, 15),
 }
@@ -88,6 +89,8 @@ def draw_trials(seed: int, count: int = 200) -> list[dict]:
         size *= len(values)
     while len(trials) < min(count, size):
         point = {key: rng.choice(values) for key, values in SPACE.items()}
+        if not point.get("model.ngrams", 1) and "train.ngram_lr_scale" in point:
+            point["train.ngram_lr_scale"] = 1.0  # no bag: its rate means nothing
         key = tuple(point.values())
         if key not in seen:
             seen.add(key)
