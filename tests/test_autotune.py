@@ -35,6 +35,15 @@ def test_the_same_seed_draws_the_same_distinct_trials():
         assert all(trial[key] in values for key, values in autotune.SPACE.items())
 
 
+def test_trial_1_is_the_suites_runner_up_then_the_draws():
+    base = {key: values[0] for key, values in autotune.SPACE.items()}
+    queue = autotune.trial_queue(base, 0)
+    assert queue[0] == base and queue[1] == {**base, **autotune.SUGGESTED}
+    assert len({tuple(p.values()) for p in queue}) == len(queue)  # never the same twice
+    already = {**base, **autotune.SUGGESTED}  # a config that is the suggestion already
+    assert autotune.trial_queue(already, 0)[1] != already
+
+
 def test_the_margin_grows_with_the_noise_and_the_number_of_trials():
     se = math.sqrt(0.9 * 0.1 / 100)  # 0.03
     assert autotune.margin(0.9, "accuracy", 100, 1) == pytest.approx(math.sqrt(2) * se)
