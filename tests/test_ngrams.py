@@ -158,3 +158,22 @@ def test_the_bag_learns_at_its_own_rate_when_asked():
     learner.restore({})
     rates = {id(p): g["lr"] for g in learner.optimizer.param_groups for p in g["params"]}
     assert rates[id(bag)] == pytest.approx(10 * rates[id(model.classifier.weight)])
+
+
+def test_bag_dropout_hides_whole_bags_in_training_only():
+    torch.manual_seed(0)
+    cfg = ModelConfig(emb_dim=8, hidden_dim=8, num_layers=1, ngrams=2, ngram_dropout=0.5)
+    model = TextLSTM(cfg, 30, 2)
+    torch.nn.init.normal_(model.ngram_embedding.weight)  # bags far from zero
+    ids, lengths = torch.randint(2, 30, (64, 6)), torch.full((64,), 6)
+    bags = torch.randint(1, cfg.ngram_buckets, (64, 11))
+    width = model.ngram_embedding.weight.shape[1]
+    model.train()
+    part = model.features(ids, lengths, bags)[:, -width:]
+    hidden = (part.abs().sum(dim=1) == 0).float().mean().item()
+    assert 0.25 < hidden < 0.75  # about half the texts see no bag, the rest all of it
+    model.eval()
+    full = model.features(ids, lengths, bags)[:, -width:]
+    assert (full.abs().sum(dim=1) > 0).all()  # never at prediction time
+    shown = part.abs().sum(dim=1) > 0
+    torch.testing.assert_close(part[shown], full[shown] * 2)  # kept bags scaled by 1/(1-p)

@@ -82,6 +82,7 @@ class ModelConfig:
     ngrams: int = 0  # > 0: also a bag of hashed 1..n-grams of the whole text (ngrams.py)
     ngram_buckets: int = 100_000  # hash buckets of the n-gram bag (rows of its embedding)
     ngram_dim: int = 64  # size of the n-gram bag's vectors
+    ngram_dropout: float = 0.0  # share of training texts whose bag is hidden (LSTM alone)
     vectors: str = ""  # word2vec/GloVe/fastText text file to initialise embeddings (vectors.py)
     freeze_vectors: bool = False  # keep the rows found in `vectors` fixed during training
     init_from: str = ""  # a `textlstm pretrain` folder: start from its tokenizer and encoder
@@ -109,6 +110,7 @@ class ModelConfig:
                 "ngrams": ">= 0",
                 "ngram_buckets": ">= 1",
                 "ngram_dim": ">= 1",
+                "ngram_dropout": "[0, 1)",
                 "hidden_dim": ">= 1",
                 "num_layers": ">= 1",
                 "dropout": "[0, 1)",

@@ -119,7 +119,11 @@ class TextLSTM(nn.Module):
         if self.bag:
             if ngram_ids is None:
                 raise ValueError("this model has an n-gram branch: pass ngram_ids")
-            pooled.append(self.ngram_bag(ngram_ids).to(out.dtype))
+            bag = self.ngram_bag(ngram_ids).to(out.dtype)
+            if self.training and self.cfg.ngram_dropout:  # whole bags, so the LSTM learns too
+                keep = torch.ones_like(bag[:, :1])
+                bag = bag * F.dropout(keep, self.cfg.ngram_dropout, training=True)
+            pooled.append(bag)
         return torch.cat(pooled, dim=1)
 
     def ngram_bag(self, ngram_ids: torch.Tensor) -> torch.Tensor:
