@@ -75,6 +75,7 @@ def test_a_note_says_when_many_training_texts_are_cut():
     from textlstm.tokenizer import cut_note
 
     cfg = DataConfig(max_len=8)
-    assert cut_note([3, 5, 8, 2] * 5, cfg, bag=False)[0].startswith("25% of the training texts")
+    note = cut_note([3, 5, 8, 2] * 5, cfg, bag=False)[0]
+    assert note.startswith("25% of the training texts") and "ngram_lr_scale=10" in note
     assert cut_note([3, 5, 7, 2] * 5, cfg, bag=False) == []
     assert cut_note([8] * 5, cfg, bag=True) == []  # the bag reads the whole text
