@@ -4,8 +4,8 @@ keep the best (fastText's -autotune-validation / -autotune-duration).
     textlstm train --data DIR --autotune 10m --out checkpoints/tuned
 
 Trial 0 is the config as given (defaults, preset, --set), so the result is never worse
-on validation than not tuning; trial 1 is the same with SUGGESTED (the n-gram bag at
-10x the rate: the suite's runner-up). The others are drawn from SPACE with `train.seed` (the
+on validation than not tuning; trial 1 is the same with SUGGESTED (the n-gram bag at 10x
+its rate: the suite's runner-up). The others are drawn from SPACE with `train.seed` (the
 same seed, the same trials), never the same twice; every trial trains with that seed,
 so all carve the same validation split and differ only in their settings. A trial is
 a whole `fit` into DIR/trials/NN with its log in DIR/trials/NN/train.log; it starts only
@@ -23,9 +23,9 @@ were chosen on a whole suite of datasets, so within that margin they are the bet
 (For `train.metric=loss` the margin is 0.) Trial 0 and the best other trial keep their
 weights until the search ends; then the loser's are deleted.
 
-DIR gets the best trial's bundle (and metrics), `autotune.jsonl` (a row per trial) and
+DIR gets the kept trial's bundle (and metrics), `autotune.jsonl` (a row per trial) and
 `autotune.md` (the table); the other trials keep their config and metrics, their
-weights are deleted. Ctrl-C stops the running trial: the best finished one is kept.
+weights are deleted. Ctrl-C stops the running trial: the finished ones are decided on.
 Cost: the budget, plus the last trial's overrun (a trial is never cut short).
 """
 
