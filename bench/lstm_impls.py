@@ -54,7 +54,9 @@ def main():
     models = {}
     for rnn in ("cudnn", "cell", "packed"):
         torch.manual_seed(0)
-        model = TextLSTM(ModelConfig(rnn="cell" if rnn == "cell" else "cudnn"), vocab, classes)
+        model = TextLSTM(
+            ModelConfig(rnn="cell" if rnn == "cell" else "cudnn", ngrams=0), vocab, classes
+        )
         if rnn == "packed":
             packed = PackedLSTM(128, 128, 2, batch_first=True, bidirectional=True, dropout=0.3)
             packed.load_state_dict(model.rnn.state_dict())

@@ -80,6 +80,9 @@ def tokenize(folder: Path, out: Path) -> tuple:
 def run_config(opts, device, source: Path, extra=()):
     preset = opts.config or (str(REPO / "configs" / "gpu.toml") if device.type == "cuda" else None)
     shape = QUICK_SHAPE if opts.quick else SHAPE
-    sets = [f"model.{k}={v}" for k, v in shape.items()] + list(opts.overrides)
+    # (b) and (c) train the LSTM alone, so both rows do the same work per step: (c) replays
+    # no n-gram bag and no adversarial second pass (--set turns them on for (b) only)
+    sets = [f"model.{k}={v}" for k, v in shape.items()] + ["model.ngrams=0", "train.adversarial=0"]
+    sets += list(opts.overrides)
     sets += [f"data.source={source}", f"train.device={device}", "train.test=false", *extra]
     return config.build(preset, tuple(sets)), preset

@@ -144,7 +144,7 @@ def test_the_bag_learns_at_its_own_rate_when_asked():
     from textlstm.task import SingleLabel
 
     model = TextLSTM(ModelConfig(emb_dim=8, hidden_dim=8, num_layers=1, ngrams=2), 30, 2)
-    plain = make_optimizer(model, TrainConfig())
+    plain = make_optimizer(model, TrainConfig(ngram_lr_scale=1.0))
     assert len(plain.param_groups) == 2  # scale 1: the groups (and train states) as before
     tc = TrainConfig(ngram_lr_scale=10, lr=1e-3, warmup_ratio=0.0, schedule="constant")
     scaled = make_optimizer(model, tc)
@@ -177,3 +177,28 @@ def test_bag_dropout_hides_whole_bags_in_training_only():
     assert (full.abs().sum(dim=1) > 0).all()  # never at prediction time
     shown = part.abs().sum(dim=1) > 0
     torch.testing.assert_close(part[shown], full[shown] * 2)  # kept bags scaled by 1/(1-p)
+
+
+def test_a_bundle_from_before_the_bag_was_the_default_loads_without_one(tmp_path):
+    """config.json files written before these keys existed ran without the bag, the bag's
+    rate or adversarial training: they must load (and resume) as they ran."""
+    from textlstm.config import from_dict
+    from textlstm.training import fit
+
+    old = from_dict({"model": {"hidden_dim": 16}, "train": {"epochs": 2}})
+    assert (old.model.ngrams, old.model.ngram_dropout) == (0, 0.0)
+    assert (old.train.ngram_lr_scale, old.train.adversarial) == (1.0, 0.0)
+    assert from_dict({"model": {"ngrams": 3}}).model.ngrams == 3  # a saved value wins
+    run = fit(tiny_config("model.ngrams=0", "train.epochs=1"), tmp_path / "run").run_dir
+    texts = ["WINNER!! free prize, call now", "see you at lunch"]
+    want = Predictor(run, engine="torch").probabilities(texts)
+    config = json.loads((run / "config.json").read_text())
+    for key in ("ngrams", "ngram_buckets", "ngram_dim", "ngram_dropout"):
+        del config["model"][key]
+    for key in ("ngram_lr_scale", "adversarial"):
+        del config["train"][key]
+    (run / "config.json").write_text(json.dumps(config))
+    for engine in ("torch", "numpy"):
+        np.testing.assert_allclose(
+            Predictor(run, engine=engine).probabilities(texts), want, atol=1e-5
+        )

@@ -363,11 +363,19 @@ def split_override(item: str) -> tuple[str, str, str]:
     return section, key, value.strip()
 
 
+# Defaults that came on after their key shipped: a saved config without the key ran without it
+ABSENT_MEANS_OFF = {
+    "model": {"ngrams": 0, "ngram_dropout": 0.0},
+    "train": {"adversarial": 0.0, "ngram_lr_scale": 1.0},
+}
+
+
 def from_dict(values: dict) -> RunConfig:
     """The RunConfig saved in a checkpoint's config.json."""
     cfg = RunConfig()
     for section in ("data", "model", "train", "pretrain"):
-        for key, value in values.get(section, {}).items():
+        saved = {**ABSENT_MEANS_OFF.get(section, {}), **values.get(section, {})}
+        for key, value in saved.items():
             if (section, key) == ("data", "multi_label"):
                 continue  # older bundles kept the task here; it is config.json's "task" now
             apply(cfg, section, key, value)
