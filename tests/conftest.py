@@ -26,6 +26,8 @@ TINY = [
     "train.epochs=2",
     "train.batch_size=32",
     "train.lr=5e-3",
+    "model.ngram_buckets=2000",  # the default bag, small
+    "model.ngram_dim=8",
     "train.adversarial=0",  # the default's second pass is tested in test_adversarial.py
 ]
 

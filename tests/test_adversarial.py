@@ -11,7 +11,7 @@ from textlstm.model import TextLSTM
 
 def test_perturbation_has_norm_epsilon_per_text_and_spares_padding():
     torch.manual_seed(0)
-    model = TextLSTM(ModelConfig(emb_dim=8, hidden_dim=8, pooling="max+last+mean"), 40, 3)
+    model = TextLSTM(ModelConfig(emb_dim=8, hidden_dim=8, pooling="max+last+mean", ngrams=0), 40, 3)
     model.eval()  # no dropout: the gradient is the model's own
     ids = torch.tensor([[5, 9, 13, 0, 0], [7, 8, 9, 10, 11]])
     lengths = torch.tensor([3, 5])

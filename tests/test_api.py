@@ -51,7 +51,8 @@ def test_train_load_predict_equals_the_cli(api_run):
 def test_embed_shapes_determinism_and_padding(api_run):
     clf = textlstm.load(api_run)
     vectors = clf.embed(TEXTS)
-    assert vectors.shape == (4, 64) and vectors.dtype == np.float32  # BiLSTM 16: max+last
+    # BiLSTM 16, max+last pooled (64), then the n-gram bag's mean (8)
+    assert vectors.shape == (4, 72) and vectors.dtype == np.float32
     np.testing.assert_array_equal(vectors, clf.embed(TEXTS))
     np.testing.assert_allclose(clf.embed(TEXTS[1]), vectors[1], atol=1e-6)  # alone = batched
     torch_vectors = textlstm.load(api_run, engine="torch").embed(TEXTS)
@@ -92,4 +93,4 @@ def test_embed_from_stdin_to_stdout(api_run):
     )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r["index"] for r in rows] == [0, 1] and len(rows[0]["vector"]) == 64
+    assert [r["index"] for r in rows] == [0, 1] and len(rows[0]["vector"]) == 72

@@ -33,6 +33,9 @@ def test_the_same_seed_draws_the_same_distinct_trials():
     assert len({tuple(t.values()) for t in first}) == 30
     for trial in first:
         assert all(trial[key] in values for key, values in autotune.SPACE.items())
+    bagless = [t for t in first if not t["model.ngrams"]]  # no bag: nothing of it varies
+    assert bagless and all(t["model.ngram_dropout"] == 0 for t in bagless)
+    assert all(t["train.ngram_lr_scale"] == 1 for t in bagless)
 
 
 def test_trial_1_is_the_suites_runner_up_then_the_draws():

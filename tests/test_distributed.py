@@ -13,7 +13,13 @@ from safetensors import safe_open
 from textlstm.predict import Predictor
 
 # No dropout: the two runs must then differ only by float summation order.
-EXACT = ["model.dropout=0", "model.embedding_dropout=0", "train.test=false", "train.epochs=2"]
+EXACT = [
+    "model.dropout=0",
+    "model.embedding_dropout=0",
+    "model.ngram_dropout=0",
+    "train.test=false",
+    "train.epochs=2",
+]
 
 
 @pytest.fixture(scope="module")

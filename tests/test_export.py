@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from conftest import SMS
 
 from textlstm.cli import main
+from textlstm.ngrams import bag_matrix
 from textlstm.tokenizer import PAD_ID
 
 ort = pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install '.[onnx]'")
@@ -50,23 +51,32 @@ def test_onnxruntime_matches_torch_on_real_texts_with_padding(exported, tiny_run
     from textlstm.predict import Predictor
 
     texts = pq.read_table(SMS / "test.parquet", columns=["text"])["text"].to_pylist()[:48]
-    token_ids = Predictor(tiny_run.run_dir).token_ids(texts)
+    token_ids, whole = Predictor(tiny_run.run_dir).encoded(texts)
+    n, buckets = tiny_run.model.cfg.ngrams, tiny_run.model.cfg.ngram_buckets
+    assert n and whole is not None  # the default model: LSTM and n-gram bag
+
+    def feed(rows):  # padded ids, lengths and the rows' 0-padded n-gram buckets
+        ids, lengths = padded([token_ids[i] for i in rows])
+        return {
+            "ids": ids,
+            "lengths": lengths,
+            "ngram_ids": bag_matrix([whole[i] for i in rows], n, buckets),
+        }
+
     session = ort.InferenceSession(str(exported / "model.onnx"))
     model = tiny_run.model.cpu().eval()
     # Batches of 16 unsorted texts: most rows are padded, and widths differ per batch.
     for start in range(0, len(texts), 16):
-        ids, lengths = padded(token_ids[start : start + 16])
-        assert (lengths < ids.shape[1]).any()
-        got = session.run(None, {"ids": ids, "lengths": lengths})[0]
+        inputs = feed(range(start, start + 16))
+        assert (inputs["lengths"] < inputs["ids"].shape[1]).any()
+        got = session.run(None, inputs)[0]
         with torch.no_grad():
-            want = model(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+            want = model(*(torch.from_numpy(a) for a in inputs.values())).numpy()
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     # A short text alone gives the logits it gets inside the padded batch.
     shortest = int(np.argmin([len(t) for t in token_ids[:16]]))
-    ids, lengths = padded(token_ids[:16])
-    together = session.run(None, {"ids": ids, "lengths": lengths})[0][shortest]
-    ids, lengths = padded([token_ids[shortest]])
-    alone = session.run(None, {"ids": ids, "lengths": lengths})[0][0]
+    together = session.run(None, feed(range(16)))[0][shortest]
+    alone = session.run(None, feed([shortest]))[0][0]
     np.testing.assert_allclose(together, alone, atol=1e-5, rtol=0)
 
 

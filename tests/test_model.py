@@ -81,7 +81,10 @@ def test_one_layer_cell_equals_a_loop_of_lstmcell():
 @pytest.mark.parametrize("pooling", ["last", "max", "mean", "max+last+mean"])
 def test_padding_never_changes_logits(rnn, pooling):
     torch.manual_seed(0)
-    model = TextLSTM(ModelConfig(pooling=pooling, rnn=rnn, emb_dim=8, hidden_dim=8), 50, 3)
+    # the LSTM alone; with the n-gram bag: tests/test_ngrams.py
+    model = TextLSTM(
+        ModelConfig(pooling=pooling, rnn=rnn, emb_dim=8, hidden_dim=8, ngrams=0), 50, 3
+    )
     model.eval()
     text = torch.tensor([[5, 9, 13]])
     alone = model(text, torch.tensor([3]))
@@ -105,10 +108,10 @@ def test_reading_the_last_padded_step_would_change_predictions():
 
 def test_state_dict_round_trip_between_implementations():
     torch.manual_seed(0)
-    fast = TextLSTM(ModelConfig(rnn="cudnn", emb_dim=8, hidden_dim=8), 40, 2).eval()
-    slow = TextLSTM(ModelConfig(rnn="cell", emb_dim=8, hidden_dim=8), 40, 2).eval()
+    fast = TextLSTM(ModelConfig(rnn="cudnn", emb_dim=8, hidden_dim=8, ngrams=0), 40, 2).eval()
+    slow = TextLSTM(ModelConfig(rnn="cell", emb_dim=8, hidden_dim=8, ngrams=0), 40, 2).eval()
     slow.load_state_dict(fast.state_dict())
-    back = TextLSTM(ModelConfig(rnn="cudnn", emb_dim=8, hidden_dim=8), 40, 2).eval()
+    back = TextLSTM(ModelConfig(rnn="cudnn", emb_dim=8, hidden_dim=8, ngrams=0), 40, 2).eval()
     back.load_state_dict(slow.state_dict())
     ids, lengths = torch.randint(2, 40, (3, 9)), torch.tensor([9, 4, 1])
     torch.testing.assert_close(slow(ids, lengths), fast(ids, lengths), atol=1e-5, rtol=0)

@@ -332,7 +332,7 @@ def test_layer_depths_and_rates():
 
     never = frozen_throughout(ModelConfig(num_layers=2), TrainConfig(epochs=3, unfreeze=1))
     assert never == ["the word embedding"]  # fit prints a warning for it
-    plain = make_optimizer(model, TrainConfig())
+    plain = make_optimizer(model, TrainConfig(ngram_lr_scale=1.0))
     assert len(plain.param_groups) == 2  # a plain run's groups (and train states) as before
 
 
@@ -341,7 +341,7 @@ def test_frozen_layers_do_not_move_until_their_epoch():
     from textlstm.task import SingleLabel
 
     torch.manual_seed(0)
-    model = TextLSTM(ModelConfig(emb_dim=8, hidden_dim=8, num_layers=1), 30, 2)
+    model = TextLSTM(ModelConfig(emb_dim=8, hidden_dim=8, num_layers=1, ngrams=0), 30, 2)
     tc = TrainConfig(epochs=2, unfreeze=1.0, warmup_ratio=0.0, lr=1e-2)
     learner = Learner(model, SingleLabel(), None, tc, torch.device("cpu"), total_steps=8)
     learner.restore({})

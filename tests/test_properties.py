@@ -52,7 +52,10 @@ def test_classify_never_crashes_on_arbitrary_unicode(predictor, texts):
 
 MODELS = {
     (rnn, pooling): TextLSTM(
-        ModelConfig(emb_dim=6, hidden_dim=5, num_layers=2, rnn=rnn, pooling=pooling), 50, 3, 0
+        ModelConfig(emb_dim=6, hidden_dim=5, num_layers=2, rnn=rnn, pooling=pooling, ngrams=0),
+        50,
+        3,
+        0,
     ).eval()
     for rnn in ("cudnn", "cell")
     for pooling in ("last", "max+mean")

@@ -193,7 +193,7 @@ def test_a_corrupt_or_mismatched_bundle_is_one_line(int8_run, tmp_path):
     (other / "config.json").write_text(json.dumps(config))
     one_error_line(cli("classify", "--checkpoint", other, "hi"), "different runs")
 
-    config["model"].update(hidden_dim=16, ngrams=2)  # inputs that do not fit
+    config["model"].update(hidden_dim=16, ngrams=0)  # inputs that do not fit (no bag)
     (other / "config.json").write_text(json.dumps(config))
     one_error_line(cli("classify", "--checkpoint", other, "hi"), "inputs")
 

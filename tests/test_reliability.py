@@ -129,7 +129,7 @@ CRASH_SCRIPT = textwrap.dedent(
 def crash_during_save(tmp_path, data, target, nth):
     run_dir = tmp_path / "run"
     args = ["--data", data, "--out", run_dir, "--set", "train.metric=loss"]
-    for item in (*SMALL, "train.epochs=2", "model.hidden_dim=16", "train.lr=1e-2"):
+    for item in (*TINY, *SMALL, "train.epochs=2", "model.hidden_dim=16", "train.lr=1e-2"):
         args += ["--set", item]
     script = tmp_path / "crash.py"
     script.write_text(CRASH_SCRIPT)

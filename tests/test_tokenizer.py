@@ -76,6 +76,6 @@ def test_a_note_says_when_many_training_texts_are_cut():
 
     cfg = DataConfig(max_len=8)
     note = cut_note([3, 5, 8, 2] * 5, cfg, bag=False)[0]
-    assert note.startswith("25% of the training texts") and "ngram_lr_scale=10" in note
+    assert note.startswith("25% of the training texts") and "model.ngrams=2" in note
     assert cut_note([3, 5, 7, 2] * 5, cfg, bag=False) == []
     assert cut_note([8] * 5, cfg, bag=True) == []  # the bag reads the whole text

@@ -79,10 +79,12 @@ class ModelConfig:
     embedding_dropout: float = 0.1  # dropout on the embeddings
     pooling: str = "max+last"  # "last", "max", "mean", or several joined with "+"
     rnn: str = "cudnn"  # "cudnn" (fused kernels, exact dense) | "cell" (hand-written)
-    ngrams: int = 0  # > 0: also a bag of hashed 1..n-grams of the whole text (ngrams.py)
+    # on: never below off on validation on any suite dataset (docs/BENCHMARKS.md, "The n-gram
+    # bag as the default"); 0 = the LSTM alone
+    ngrams: int = 2  # > 0: also a bag of hashed 1..n-grams of the whole text (ngrams.py)
     ngram_buckets: int = 100_000  # hash buckets of the n-gram bag (rows of its embedding)
     ngram_dim: int = 64  # size of the n-gram bag's vectors
-    ngram_dropout: float = 0.0  # share of training texts whose bag is hidden (LSTM alone)
+    ngram_dropout: float = 0.5  # share of training texts whose bag is hidden (LSTM alone)
     vectors: str = ""  # word2vec/GloVe/fastText text file to initialise embeddings (vectors.py)
     freeze_vectors: bool = False  # keep the rows found in `vectors` fixed during training
     init_from: str = ""  # a `textlstm pretrain` folder: start from its tokenizer and encoder
@@ -155,7 +157,7 @@ class TrainConfig:
     batch_size: int = 64  # texts per batch (an upper bound when max_tokens is set)
     max_tokens: int = 0  # > 0: batches of at most this many padded tokens (GPU)
     lr: float = 2e-3  # AdamW learning rate, reached after warm-up
-    ngram_lr_scale: float = 1.0  # the n-gram bag's learning rate, as a multiple of train.lr
+    ngram_lr_scale: float = 10.0  # the n-gram bag's learning rate, as a multiple of train.lr
     weight_decay: float = 0.01  # AdamW (decoupled), on weight matrices only
     warmup_ratio: float = 0.05  # share of all steps spent ramping the LR up from 0
     schedule: str = "cosine"  # after warm-up: "cosine" | "linear" | "constant"

@@ -228,9 +228,9 @@ def cut_note(lengths, cfg: DataConfig, bag: bool) -> list[str]:
         return []
     return [
         f"{cut / len(lengths):.0%} of the training texts reach data.max_len={cfg.max_len} "
-        f"tokens and lose the rest ({cfg.truncation!r} kept); model.ngrams=2 with "
-        "train.ngram_lr_scale=10 (a bag of the whole text: the largest gain measured on long "
-        "documents), data.truncation=head+tail or a larger data.max_len read more of them"
+        f"tokens and lose the rest ({cfg.truncation!r} kept); model.ngrams=2 (the default's bag "
+        "of the whole text: the largest gain measured on long documents), "
+        "data.truncation=head+tail or a larger data.max_len read more of them"
     ]
 
 
