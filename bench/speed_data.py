@@ -81,8 +81,11 @@ def run_config(opts, device, source: Path, extra=()):
     preset = opts.config or (str(REPO / "configs" / "gpu.toml") if device.type == "cuda" else None)
     shape = QUICK_SHAPE if opts.quick else SHAPE
     # (b) and (c) train the LSTM alone, so both rows do the same work per step: (c) replays
-    # no n-gram bag and no adversarial second pass (--set turns them on for (b) only)
+    # no n-gram bag and no adversarial second pass (--set may turn the latter on for (b))
     sets = [f"model.{k}={v}" for k, v in shape.items()] + ["model.ngrams=0", "train.adversarial=0"]
     sets += list(opts.overrides)
     sets += [f"data.source={source}", f"train.device={device}", "train.test=false", *extra]
-    return config.build(preset, tuple(sets)), preset
+    cfg = config.build(preset, tuple(sets))
+    if cfg.model.ngrams:
+        raise SystemExit("bench/speed.py times the LSTM alone: row (c) has no n-gram inputs")
+    return cfg, preset
