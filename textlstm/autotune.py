@@ -55,7 +55,7 @@ SPACE = {
     "model.ngram_dropout": (0.0, 0.5),  # 0: the bag decides more (long, many-topic texts)
     "train.ngram_lr_scale": (1.0, 10.0),
     "train.adversarial": (0.0, 1.0, 2.0, 5.0),
-    "train.epochs": (5, 10, 15),
+    "train.epochs": (5, 10, 20),
 }
 # Trial 1, before the drawn ones: the runner-up of the suite (docs/BENCHMARKS.md, "The n-gram
 # bag as the default"): far ahead on long many-topic and small keyword tasks, behind on

@@ -153,7 +153,7 @@ def parse_class_weights(value) -> str | list[float]:
 class TrainConfig:
     """Optimisation and run control (section `train`)."""
 
-    epochs: int = 10  # epochs at most; early stopping may end the run sooner
+    epochs: int = 20  # at most; early stopping (patience) ends most runs sooner (BENCHMARKS.md)
     batch_size: int = 64  # texts per batch (an upper bound when max_tokens is set)
     max_tokens: int = 0  # > 0: batches of at most this many padded tokens (GPU)
     lr: float = 2e-3  # AdamW learning rate, reached after warm-up
