@@ -127,7 +127,8 @@ def make_optimizer(model, tc: TrainConfig):
 
     Each parameter group carries its `depth` below the classifier (layer_depth); the
     groups are split by depth only when `train.layer_lr_decay` or `train.unfreeze` treat
-    layers differently, so a plain run keeps its two groups (and older train states fit).
+    layers differently, and the bag gets its own group only when its rate differs, so a
+    run saved before these settings existed gets its old groups (and its train state fits).
     """
     by_layer = tc.layer_lr_decay != 1 or tc.unfreeze > 0
     groups: dict[tuple[int, bool], list] = {}
