@@ -34,7 +34,7 @@ def test_the_same_seed_draws_the_same_distinct_trials():
     for trial in first:
         assert all(trial[key] in values for key, values in autotune.SPACE.items())
     bagless = [t for t in first if not t["model.ngrams"]]  # no bag: nothing of it varies
-    assert bagless and all(t["model.ngram_dropout"] == 0 for t in bagless)
+    assert bagless and all(t["train.lstm_alone_loss"] == 0 for t in bagless)
     assert all(t["train.ngram_lr_scale"] == 1 for t in bagless)
 
 

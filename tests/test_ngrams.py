@@ -179,6 +179,35 @@ def test_bag_dropout_hides_whole_bags_in_training_only():
     torch.testing.assert_close(part[shown], full[shown] * 2)  # kept bags scaled by 1/(1-p)
 
 
+def test_the_lstm_alone_loss_scores_the_same_features_with_and_without_the_bag():
+    from textlstm.config import TrainConfig
+    from textlstm.learner import Learner
+    from textlstm.task import SingleLabel
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(emb_dim=8, hidden_dim=8, num_layers=1, ngrams=2, ngram_buckets=50)
+    model = TextLSTM(cfg, 30, 3).eval()  # eval: no dropout, so the halves can be compared
+    torch.nn.init.normal_(model.ngram_embedding.weight)
+    ids, lengths = torch.randint(2, 30, (5, 6)), torch.full((5,), 6)
+    bags, targets = torch.randint(1, 50, (5, 11)), torch.tensor([0, 1, 2, 1, 0])
+    both = model(ids, lengths, bags, alone=True)
+    torch.testing.assert_close(both[:5], model(ids, lengths, bags))  # first: as predicted
+    feats = model.features(ids, lengths, bags)
+    feats[:, -cfg.ngram_dim :] = 0
+    torch.testing.assert_close(both[5:], model.classifier(feats))  # then: the LSTM alone
+    tc = TrainConfig(lstm_alone_loss=0.3)
+    loss = Learner(model, SingleLabel(), None, tc, torch.device("cpu"), 4).loss(
+        ids, lengths, bags, targets
+    )
+    ce = torch.nn.functional.cross_entropy
+    torch.testing.assert_close(loss, 0.7 * ce(both[:5], targets) + 0.3 * ce(both[5:], targets))
+    loss.backward()  # the bag learns from every text, not only from a share of them
+    rows = model.ngram_embedding.weight.grad[bags.flatten()]
+    assert (rows.abs().sum(dim=1) > 0).all()
+    plain = TextLSTM(ModelConfig(emb_dim=8, hidden_dim=8, num_layers=1, ngrams=0), 30, 3)
+    assert plain(ids, lengths, alone=True).shape == (5, 3)  # no bag: nothing to hide
+
+
 def test_a_bundle_from_before_the_bag_was_the_default_loads_without_one(tmp_path):
     """config.json files written before these keys existed ran without the bag, the bag's
     rate or adversarial training: they must load (and resume) as they ran."""
@@ -188,6 +217,7 @@ def test_a_bundle_from_before_the_bag_was_the_default_loads_without_one(tmp_path
     old = from_dict({"model": {"hidden_dim": 16}, "train": {"epochs": 2}})
     assert (old.model.ngrams, old.model.ngram_dropout) == (0, 0.0)
     assert (old.train.ngram_lr_scale, old.train.adversarial) == (1.0, 0.0)
+    assert old.train.lstm_alone_loss == 0.0
     assert from_dict({"model": {"ngrams": 3}}).model.ngrams == 3  # a saved value wins
     run = fit(tiny_config("model.ngrams=0", "train.epochs=1"), tmp_path / "run").run_dir
     texts = ["WINNER!! free prize, call now", "see you at lunch"]
@@ -195,7 +225,7 @@ def test_a_bundle_from_before_the_bag_was_the_default_loads_without_one(tmp_path
     config = json.loads((run / "config.json").read_text())
     for key in ("ngrams", "ngram_buckets", "ngram_dim", "ngram_dropout"):
         del config["model"][key]
-    for key in ("ngram_lr_scale", "adversarial"):
+    for key in ("ngram_lr_scale", "adversarial", "lstm_alone_loss"):
         del config["train"][key]
     (run / "config.json").write_text(json.dumps(config))
     for engine in ("torch", "numpy"):

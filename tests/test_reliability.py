@@ -25,8 +25,8 @@ from textlstm.cli import main
 from textlstm.config import DataConfig
 from textlstm.data import load_raw
 from textlstm.datachecks import check_utf8
+from textlstm.learner import Learner
 from textlstm.predict import Predictor
-from textlstm.task import SingleLabel
 
 SMALL = (
     "model.num_layers=1",
@@ -294,15 +294,16 @@ def test_fused_adamw_skips_a_flagged_step_entirely():
 
 
 def poison_loss(monkeypatch, bad_call):
-    """Make the training loss NaN on the calls for which `bad_call(i)` is true."""
-    real, calls = SingleLabel.loss, {"n": 0}
+    """Make the training loss NaN on the steps for which `bad_call(i)` is true (one
+    Learner.loss per step: these runs have no adversarial pass)."""
+    real, calls = Learner.loss, {"n": 0}
 
-    def loss(*args, **kwargs):
+    def loss(self, *args, **kwargs):
         calls["n"] += 1
-        value = real(*args, **kwargs)
+        value = real(self, *args, **kwargs)
         return value * float("nan") if bad_call(calls["n"]) else value
 
-    monkeypatch.setattr(SingleLabel, "loss", loss)
+    monkeypatch.setattr(Learner, "loss", loss)
     return calls
 
 

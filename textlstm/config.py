@@ -55,16 +55,8 @@ class DataConfig:
             raise TextlstmError(
                 f"data.truncation must be 'head' or 'head+tail', not {self.truncation!r}"
             )
-        check_ranges(
-            "data",
-            self,
-            {
-                "validation_fraction": "(0, 1)",
-                "vocab_size": ">= 3",
-                "max_len": ">= 1",
-                "min_frequency": ">= 0",
-            },
-        )
+        ranges = {"validation_fraction": "(0, 1)", "vocab_size": ">= 3", "max_len": ">= 1"}
+        check_ranges("data", self, {**ranges, "min_frequency": ">= 0"})
 
 
 @dataclass
@@ -84,7 +76,7 @@ class ModelConfig:
     ngrams: int = 2  # > 0: also a bag of hashed 1..n-grams of the whole text (ngrams.py)
     ngram_buckets: int = 100_000  # hash buckets of the n-gram bag (rows of its embedding)
     ngram_dim: int = 64  # size of the n-gram bag's vectors
-    ngram_dropout: float = 0.5  # share of training texts whose bag is hidden (LSTM alone)
+    ngram_dropout: float = 0.0  # share of training texts whose bag is hidden (LSTM alone)
     vectors: str = ""  # word2vec/GloVe/fastText text file to initialise embeddings (vectors.py)
     freeze_vectors: bool = False  # keep the rows found in `vectors` fixed during training
     init_from: str = ""  # a `textlstm pretrain` folder: start from its tokenizer and encoder
@@ -158,6 +150,8 @@ class TrainConfig:
     max_tokens: int = 0  # > 0: batches of at most this many padded tokens (GPU)
     lr: float = 2e-3  # AdamW learning rate, reached after warm-up
     ngram_lr_scale: float = 10.0  # the n-gram bag's learning rate, as a multiple of train.lr
+    # 0.5: the bag learns from every text, the LSTM too (BENCHMARKS.md, "The LSTM-alone loss")
+    lstm_alone_loss: float = 0.5  # share of the loss scored with the n-gram bag hidden
     weight_decay: float = 0.01  # AdamW (decoupled), on weight matrices only
     warmup_ratio: float = 0.05  # share of all steps spent ramping the LR up from 0
     schedule: str = "cosine"  # after warm-up: "cosine" | "linear" | "constant"
@@ -201,6 +195,7 @@ class TrainConfig:
 TRAIN_RANGES = {
     "lr": "> 0",
     "ngram_lr_scale": "> 0",
+    "lstm_alone_loss": "[0, 1)",
     "weight_decay": ">= 0",
     "warmup_ratio": "[0, 1)",
     "clip_norm": ">= 0",
@@ -368,7 +363,7 @@ def split_override(item: str) -> tuple[str, str, str]:
 # Defaults that came on after their key shipped: a saved config without the key ran without it
 ABSENT_MEANS_OFF = {
     "model": {"ngrams": 0, "ngram_dropout": 0.0},
-    "train": {"adversarial": 0.0, "ngram_lr_scale": 1.0},
+    "train": {"adversarial": 0.0, "ngram_lr_scale": 1.0, "lstm_alone_loss": 0.0},
 }
 
 

@@ -78,11 +78,24 @@ class Learner:
         return loss.detach(), keep
 
     def loss(self, ids, lengths, bag, targets, delta=None):
-        """The task's loss on one batch (`delta`: added to the embedded words)."""
+        """The task's loss on one batch (`delta`: added to the embedded words).
+
+        With the n-gram bag and `train.lstm_alone_loss` = w: (1 - w) x the loss with the
+        bag + w x the loss of the same features with the bag's part zeroed, from one pass
+        (model.forward's `alone`). The bag learns from every text, and the LSTM is still
+        made to decide alone, so a bag that fits short texts at once does not stop it
+        learning (docs/BENCHMARKS.md, "The LSTM-alone loss")."""
         tc = self.tc
+        alone = tc.lstm_alone_loss if bag is not None else 0.0
         with torch.autocast(self.device.type, torch.bfloat16, enabled=tc.precision == "bf16"):
-            logits = self.net(ids, lengths, bag, delta)
-        return self.task.loss(logits, targets, self.class_weight, tc.label_smoothing)
+            logits = self.net(ids, lengths, bag, delta, alone=bool(alone))
+        if not alone:
+            return self.task.loss(logits, targets, self.class_weight, tc.label_smoothing)
+        both = [
+            self.task.loss(part, targets, self.class_weight, tc.label_smoothing)
+            for part in logits.chunk(2)
+        ]
+        return (1 - alone) * both[0] + alone * both[1]
 
     def state(self, position: dict) -> dict:
         """Everything `--resume` needs: weights, optimiser, schedule, average, RNG, position."""

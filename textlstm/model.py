@@ -143,8 +143,17 @@ class TextLSTM(nn.Module):
                 own[name].copy_(tensors[name])
         return sum(own[n].numel() for n in names)
 
-    def forward(self, input_ids, lengths, ngram_ids=None, delta=None) -> torch.Tensor:
+    def forward(self, input_ids, lengths, ngram_ids=None, delta=None, alone=False):
         """Logits (B, num_classes) for right-padded ids (B, T) and true lengths (B,);
-        with `model.ngrams`, also the texts' n-gram bucket ids (B, M), 0-padded."""
+        with `model.ngrams`, also the texts' n-gram bucket ids (B, M), 0-padded. `alone`
+        (training, `train.lstm_alone_loss`): (2B, num_classes), the B texts' logits, then
+        theirs again with the bag's features zeroed, the LSTM alone. It costs one more
+        classifier product, not another pass through the LSTM."""
         feats = self.features(input_ids, lengths, ngram_ids, delta)
+        if alone and self.bag:
+            bagless = torch.cat(
+                [feats[:, : -self.cfg.ngram_dim], feats.new_zeros(len(feats), self.cfg.ngram_dim)],
+                1,
+            )
+            feats = torch.cat([feats, bagless])
         return self.classifier(F.dropout(feats, self.cfg.dropout, self.training))
