@@ -5,13 +5,14 @@ keep the best (fastText's -autotune-validation / -autotune-duration).
 
 Trial 0 is the config as given (defaults, preset, --set), so the result is never worse
 on validation than not tuning; trial 1 is the same with SUGGESTED (the n-gram bag without
-the LSTM-alone loss: the bag decides more). The others are drawn from SPACE with `train.seed` (the
-same seed, the same trials), never the same twice; every trial trains with that seed,
-so all carve the same validation split and differ only in their settings. A trial is
-a whole `fit` into DIR/trials/NN with its log in DIR/trials/NN/train.log; it starts only
-when the budget left covers its predicted time (COST relative to trial 0, corrected by
-how far the predictions were off so far). Trials score on validation (`train.metric`)
-only: the test split is read once, by the final report of the chosen model.
+the LSTM-alone loss: the bag decides more). The others are drawn from SPACE with
+`train.seed` (the same seed, the same trials), never the same twice; every trial trains
+with that seed, so all carve the same validation split and differ only in their
+settings. A trial is a whole `fit` into DIR/trials/NN with its log in
+DIR/trials/NN/train.log; it starts only when the budget left covers its predicted time
+(COST relative to trial 0, corrected by how far the predictions were off so far).
+Trials score on validation (`train.metric`) only: the test split is read once, by the
+final report of the chosen model.
 
 The best of the other trials replaces trial 0 only when it beats it by more than the
 luck of the draw: sqrt(2) * SE * z_k, where SE = sqrt(p(1-p)/n) is the standard error of
