@@ -8,11 +8,12 @@ import torch
 from click.testing import CliRunner
 from conftest import tiny_config
 
+from textlstm import TextlstmError
 from textlstm.cli import main
 from textlstm.config import DataConfig, ModelConfig
 from textlstm.model import TextLSTM
 from textlstm.ngrams import bag_matrix, hashed
-from textlstm.predict import Predictor
+from textlstm.predict import Predictor, onnx_available
 from textlstm.tokenizer import encode_with_bag, train_tokenizer
 
 
@@ -68,24 +69,42 @@ def test_the_bag_reads_past_max_len():
     assert len(ids[0]) == 3 and len(whole[0]) == 8 and whole[0][:3] == ids[0]
 
 
-@pytest.fixture(scope="module")
-def ngram_run(tmp_path_factory):
+@pytest.fixture(scope="module", params=["mean", "sqrt"])
+def ngram_run(request, tmp_path_factory):
     from textlstm.training import fit
 
     cfg = tiny_config(
-        "model.ngrams=2", "model.ngram_buckets=5000", "model.ngram_dim=16", "data.max_len=12"
+        "model.ngrams=2",
+        "model.ngram_buckets=5000",
+        "model.ngram_dim=16",
+        "data.max_len=12",
+        f"model.ngram_pooling={request.param}",
     )
-    return fit(cfg, tmp_path_factory.mktemp("checkpoints") / "ngrams")
+    return fit(cfg, tmp_path_factory.mktemp("checkpoints") / f"ngrams-{request.param}")
 
 
 def test_a_tiny_ngram_model_learns_and_every_engine_agrees(ngram_run, tmp_path):
     run = ngram_run.run_dir
     assert ngram_run.best["val_macro_f1"] > 0.8  # SMS spam; chance is about 0.46
     texts = ["WINNER!! You have won a free prize, call now " * 5, "see you at lunch", ""]
-    numpy_probs = Predictor(run, engine="numpy").probabilities(texts)
     torch_probs = Predictor(run, engine="torch").probabilities(texts)
-    np.testing.assert_allclose(numpy_probs, torch_probs, atol=1e-5)
+    engines = ["numpy"] + (["onnx"] if onnx_available() else [])
+    for engine in engines:
+        probs = Predictor(run, engine=engine).probabilities(texts)
+        np.testing.assert_allclose(probs, torch_probs, atol=1e-5, err_msg=engine)
     assert json.loads((run / "config.json").read_text())["model"]["ngrams"] == 2
+
+
+def test_sqrt_pooling_divides_the_bag_by_the_root_of_its_count():
+    torch.manual_seed(0)
+    cfg = ModelConfig(emb_dim=8, hidden_dim=8, ngrams=2, ngram_buckets=40, ngram_pooling="sqrt")
+    model = TextLSTM(cfg, 50, 3)
+    bags = torch.tensor([[3, 7, 7, 9], [5, 0, 0, 0]])
+    table = model.ngram_embedding.weight
+    want = torch.stack([(table[3] + 2 * table[7] + table[9]) / 2, table[5]])
+    torch.testing.assert_close(model.ngram_bag(bags), want)
+    with pytest.raises(TextlstmError, match="ngram_pooling"):
+        ModelConfig(ngram_pooling="max").check()
 
 
 def test_an_ngram_model_exports_with_parity(ngram_run, tmp_path):

@@ -77,6 +77,7 @@ class ModelConfig:
     ngram_buckets: int = 100_000  # hash buckets of the n-gram bag (rows of its embedding)
     ngram_dim: int = 64  # size of the n-gram bag's vectors
     ngram_dropout: float = 0.0  # share of training texts whose bag is hidden (LSTM alone)
+    ngram_pooling: str = "mean"  # "mean" | "sqrt": sum / sqrt(count), long texts weigh more
     vectors: str = ""  # word2vec/GloVe/fastText text file to initialise embeddings (vectors.py)
     freeze_vectors: bool = False  # keep the rows found in `vectors` fixed during training
     init_from: str = ""  # a `textlstm pretrain` folder: start from its tokenizer and encoder
@@ -90,6 +91,10 @@ class ModelConfig:
             )
         if self.rnn not in ("cudnn", "cell"):
             raise TextlstmError(f"model.rnn must be 'cudnn' or 'cell', not {self.rnn!r}")
+        if self.ngram_pooling not in ("mean", "sqrt"):
+            raise TextlstmError(
+                f"model.ngram_pooling must be 'mean' or 'sqrt', not {self.ngram_pooling!r}"
+            )
         if self.freeze_vectors and not self.vectors:
             raise TextlstmError("model.freeze_vectors needs model.vectors=PATH")
         if self.vectors and self.init_from:

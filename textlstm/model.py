@@ -127,10 +127,12 @@ class TextLSTM(nn.Module):
         return torch.cat(pooled, dim=1)
 
     def ngram_bag(self, ngram_ids: torch.Tensor) -> torch.Tensor:
-        """Mean vector of each text's n-gram buckets; (B, M) ids right-padded with 0, whose
+        """Each text's n-gram bucket vectors summed, over their count ("mean") or its
+        square root ("sqrt", `model.ngram_pooling`); (B, M) ids right-padded with 0, whose
         row is zero, so padding adds nothing and the count leaves it out."""
         counts = (ngram_ids > 0).sum(dim=1, keepdim=True).clamp(min=1)
-        return self.ngram_embedding(ngram_ids).sum(dim=1) / counts
+        total = self.ngram_embedding(ngram_ids).sum(dim=1)
+        return total / (counts.sqrt() if self.cfg.ngram_pooling == "sqrt" else counts)
 
     def load_encoder(self, tensors: dict) -> int:
         """Copy a pretrained encoder (embedding and LSTM weights, lm.py) into this

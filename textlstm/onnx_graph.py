@@ -112,7 +112,7 @@ def build(weights: dict, model: dict):
         helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "steps"]),
         helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"]),
     ]
-    if model.get("ngrams"):  # the mean of each text's bucket vectors; row 0 pads
+    if model.get("ngrams"):  # each text's bucket vectors summed over their count; row 0 pads
         inputs.append(
             helper.make_tensor_value_info("ngram_ids", TensorProto.INT64, ["batch", "ngrams"])
         )
@@ -128,6 +128,8 @@ def build(weights: dict, model: dict):
                 const("one_f", np.array(1.0, dtype=np.float32)),
             ],
         )
+        if model.get("ngram_pooling") == "sqrt":
+            count = node("Sqrt", [count])
         pooled.append(node("Div", [node("ReduceSum", [bag, axis1], keepdims=0), count]))
     node("Concat", pooled, ["features"], axis=1)
     node(
