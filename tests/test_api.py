@@ -51,12 +51,13 @@ def test_train_load_predict_equals_the_cli(api_run):
 def test_embed_shapes_determinism_and_padding(api_run):
     clf = textlstm.load(api_run)
     vectors = clf.embed(TEXTS)
-    # BiLSTM 16, max+last pooled (64), then the n-gram bag's mean (8)
+    # BiLSTM 16, max+last pooled (64), then the n-gram bag (8)
     assert vectors.shape == (4, 72) and vectors.dtype == np.float32
     np.testing.assert_array_equal(vectors, clf.embed(TEXTS))
     np.testing.assert_allclose(clf.embed(TEXTS[1]), vectors[1], atol=1e-6)  # alone = batched
     torch_vectors = textlstm.load(api_run, engine="torch").embed(TEXTS)
-    np.testing.assert_allclose(vectors, torch_vectors, atol=1e-5)
+    # relative too: a bag over sqrt(count) reaches |x| ~ 4, where float32 sums differ ~1e-5
+    np.testing.assert_allclose(vectors, torch_vectors, rtol=1e-5, atol=1e-5)
 
 
 def test_bad_arguments_are_clear(api_run):

@@ -236,13 +236,13 @@ def test_a_bundle_from_before_the_bag_was_the_default_loads_without_one(tmp_path
     old = from_dict({"model": {"hidden_dim": 16}, "train": {"epochs": 2}})
     assert (old.model.ngrams, old.model.ngram_dropout) == (0, 0.0)
     assert (old.train.ngram_lr_scale, old.train.adversarial) == (1.0, 0.0)
-    assert old.train.lstm_alone_loss == 0.0
+    assert old.train.lstm_alone_loss == 0.0 and old.model.ngram_pooling == "mean"
     assert from_dict({"model": {"ngrams": 3}}).model.ngrams == 3  # a saved value wins
     run = fit(tiny_config("model.ngrams=0", "train.epochs=1"), tmp_path / "run").run_dir
     texts = ["WINNER!! free prize, call now", "see you at lunch"]
     want = Predictor(run, engine="torch").probabilities(texts)
     config = json.loads((run / "config.json").read_text())
-    for key in ("ngrams", "ngram_buckets", "ngram_dim", "ngram_dropout"):
+    for key in ("ngrams", "ngram_buckets", "ngram_dim", "ngram_dropout", "ngram_pooling"):
         del config["model"][key]
     for key in ("ngram_lr_scale", "adversarial", "lstm_alone_loss"):
         del config["train"][key]
@@ -251,3 +251,20 @@ def test_a_bundle_from_before_the_bag_was_the_default_loads_without_one(tmp_path
         np.testing.assert_allclose(
             Predictor(run, engine=engine).probabilities(texts), want, atol=1e-5
         )
+
+
+@pytest.mark.parametrize("ngram_run", ["mean"], indirect=True)
+def test_a_bundle_from_before_sqrt_pooling_keeps_its_mean(ngram_run, tmp_path):
+    """A bag bundle written before `model.ngram_pooling` existed averaged its bag: read
+    without the key, every engine must still average it, not take today's default."""
+    import shutil
+
+    run = shutil.copytree(ngram_run.run_dir, tmp_path / "old")
+    texts = ["WINNER!! You have won a free prize, call now " * 5, "see you at lunch"]
+    want = Predictor(run, engine="torch").probabilities(texts)
+    config = json.loads((run / "config.json").read_text())
+    del config["model"]["ngram_pooling"]
+    (run / "config.json").write_text(json.dumps(config))
+    for engine in ["torch", "numpy"] + (["onnx"] if onnx_available() else []):
+        got = Predictor(run, engine=engine).probabilities(texts)
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=engine)

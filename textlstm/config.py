@@ -77,7 +77,8 @@ class ModelConfig:
     ngram_buckets: int = 100_000  # hash buckets of the n-gram bag (rows of its embedding)
     ngram_dim: int = 64  # size of the n-gram bag's vectors
     ngram_dropout: float = 0.0  # share of training texts whose bag is hidden (LSTM alone)
-    ngram_pooling: str = "mean"  # "mean" | "sqrt": sum / sqrt(count), long texts weigh more
+    # sqrt: best on validation over the suite (BENCHMARKS.md, "The bag over sqrt(count)")
+    ngram_pooling: str = "sqrt"  # "mean" | "sqrt": sum / sqrt(count), long texts weigh more
     vectors: str = ""  # word2vec/GloVe/fastText text file to initialise embeddings (vectors.py)
     freeze_vectors: bool = False  # keep the rows found in `vectors` fixed during training
     init_from: str = ""  # a `textlstm pretrain` folder: start from its tokenizer and encoder
@@ -367,7 +368,7 @@ def split_override(item: str) -> tuple[str, str, str]:
 
 # Defaults that came on after their key shipped: a saved config without the key ran without it
 ABSENT_MEANS_OFF = {
-    "model": {"ngrams": 0, "ngram_dropout": 0.0},
+    "model": {"ngrams": 0, "ngram_dropout": 0.0, "ngram_pooling": "mean"},
     "train": {"adversarial": 0.0, "ngram_lr_scale": 1.0, "lstm_alone_loss": 0.0},
 }
 

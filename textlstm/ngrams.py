@@ -2,8 +2,9 @@
 
 Each text's token ids, from the whole text (up to BAG_CHARS characters, not only the
 first `data.max_len` tokens the LSTM reads), give every 1..n-gram a bucket id in
-1..`ngram_buckets` (0 pads); the model averages those buckets' vectors and joins the
-result to the LSTM's pooled features. A topic or keyword task is decided by which words
+1..`ngram_buckets` (0 pads); the model sums those buckets' vectors over the square root
+of their count, or averages them (`model.ngram_pooling`), and joins the result to the
+LSTM's pooled features. A topic or keyword task is decided by which words
 occur anywhere in a long document, which a bag sees at once; the LSTM adds word order.
 
 The hash is fastText's multiply-add over token ids in unsigned 64-bit arithmetic (it
