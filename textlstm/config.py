@@ -77,7 +77,7 @@ class ModelConfig:
     ngram_buckets: int = 100_000  # hash buckets of the n-gram bag (rows of its embedding)
     ngram_dim: int = 64  # size of the n-gram bag's vectors
     ngram_dropout: float = 0.0  # share of training texts whose bag is hidden (LSTM alone)
-    # sqrt: best on validation over the suite (BENCHMARKS.md, "The bag over sqrt(count)")
+    # sqrt: best on validation over the suite (BENCHMARKS.md, "The bag over the square root")
     ngram_pooling: str = "sqrt"  # "mean" | "sqrt": sum / sqrt(count), long texts weigh more
     vectors: str = ""  # word2vec/GloVe/fastText text file to initialise embeddings (vectors.py)
     freeze_vectors: bool = False  # keep the rows found in `vectors` fixed during training

@@ -112,7 +112,7 @@ def build(weights: dict, model: dict):
         helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "steps"]),
         helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"]),
     ]
-    if model.get("ngrams"):  # each text's bucket vectors summed over their count; row 0 pads
+    if model.get("ngrams"):  # bucket vectors summed, over their count or its root; 0 pads
         inputs.append(
             helper.make_tensor_value_info("ngram_ids", TensorProto.INT64, ["batch", "ngrams"])
         )

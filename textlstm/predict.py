@@ -96,7 +96,7 @@ def numpy_features(
             pooled.append(out.sum(axis=1) / lengths[:, None])
         else:
             pooled.append(np.concatenate(finals, axis=1))
-    if model_cfg.get("ngrams"):  # each text's bucket vectors summed over their count; row 0 pads
+    if model_cfg.get("ngrams"):  # bucket vectors summed, over their count or its root; 0 pads
         counts = np.maximum((ngram_ids > 0).sum(axis=1, keepdims=True), 1)
         if model_cfg.get("ngram_pooling") == "sqrt":
             counts = np.sqrt(counts)
