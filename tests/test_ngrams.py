@@ -16,6 +16,8 @@ from textlstm.ngrams import bag_matrix, hashed
 from textlstm.predict import Predictor, onnx_available
 from textlstm.tokenizer import encode_with_bag, train_tokenizer
 
+OTHER_ENGINES = ["numpy"] + (["onnx"] if onnx_available() else [])  # each must equal torch
+
 
 def test_hashing_is_fixed_in_range_and_order_aware():
     ids = [5, 9, 5, 9]
@@ -88,8 +90,7 @@ def test_a_tiny_ngram_model_learns_and_every_engine_agrees(ngram_run, tmp_path):
     assert ngram_run.best["val_macro_f1"] > 0.8  # SMS spam; chance is about 0.46
     texts = ["WINNER!! You have won a free prize, call now " * 5, "see you at lunch", ""]
     torch_probs = Predictor(run, engine="torch").probabilities(texts)
-    engines = ["numpy"] + (["onnx"] if onnx_available() else [])
-    for engine in engines:
+    for engine in OTHER_ENGINES:
         probs = Predictor(run, engine=engine).probabilities(texts)
         np.testing.assert_allclose(probs, torch_probs, atol=1e-5, err_msg=engine)
     assert json.loads((run / "config.json").read_text())["model"]["ngrams"] == 2
@@ -265,6 +266,6 @@ def test_a_bundle_from_before_sqrt_pooling_keeps_its_mean(ngram_run, tmp_path):
     config = json.loads((run / "config.json").read_text())
     del config["model"]["ngram_pooling"]
     (run / "config.json").write_text(json.dumps(config))
-    for engine in ["torch", "numpy"] + (["onnx"] if onnx_available() else []):
+    for engine in ["torch", *OTHER_ENGINES]:
         got = Predictor(run, engine=engine).probabilities(texts)
         np.testing.assert_allclose(got, want, atol=1e-5, err_msg=engine)
