@@ -19,6 +19,7 @@ EXACT = [
     "model.ngram_dropout=0",
     "train.test=false",
     "train.epochs=2",
+    "train.refit=true",  # the second run too, on train + validation, shards and all
 ]
 
 
@@ -81,6 +82,8 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(small_d
         assert b["val_accuracy"] == pytest.approx(a["val_accuracy"], abs=1e-9)
 
     # The bundle has the single-process form, and classify reads it.
+    refit = json.loads((ddp_dir / "metrics.json").read_text())
+    assert refit["refit_texts"] == 360 and refit["refit_epochs"] == single.best["refit_epochs"]
     assert weight_shapes(ddp_dir) == weight_shapes(single.run_dir)
     assert not any(key.startswith("module.") for key in weight_shapes(ddp_dir))
     from textlstm.checkpoint import REPORT_FILES

@@ -223,3 +223,11 @@ def test_export_carries_the_thresholds(multi_run, tmp_path):
     copied = json.loads((tmp_path / "onnx" / "thresholds.json").read_text())
     assert copied == json.loads((multi_run.run_dir / "thresholds.json").read_text())
     assert json.loads((tmp_path / "onnx" / "config.json").read_text())["task"] == "multi_label"
+
+
+def test_refit_is_refused_before_any_work(multi_sms, tmp_path):
+    """Its thresholds are tuned on validation: a refit would train on those texts."""
+    with pytest.raises(TextlstmError, match="train.refit: multi-label") as caught:
+        fit(tiny_config("train.refit=true", source=multi_sms), tmp_path / "run")
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "run").exists()

@@ -160,6 +160,28 @@ def test_the_python_api_fine_tunes_from_a_pretraining(pretrained, tmp_path):
     assert textlstm.load(run).predict_proba(["free prize"]).shape == (1, 2)
 
 
+def test_a_refit_starts_from_the_pretrained_encoder_even_in_a_resumed_run(pretrained, tmp_path):
+    """A resumed run takes its weights from train_state.pt, not the encoder; its refit
+    must read the encoder again, or it would start from random weights."""
+    from textlstm.training import fit
+
+    _, lm = pretrained
+
+    def cfg(refit: bool):
+        sets = (*TINY_LM, f"model.init_from={lm}", "train.epochs=1", "train.adversarial=0")
+        made = build(None, (*sets, f"train.refit={refit}"))
+        made.data.source = str(SMS)
+        return made
+
+    straight = fit(cfg(True), tmp_path / "straight")
+    fit(cfg(False), tmp_path / "resumed")
+    fit(cfg(True), tmp_path / "resumed", resume=True)  # epoch 1 was the last: refit only
+    assert straight.best["refit_epochs"] == 1
+    want = checkpoint.load_tensors(straight.run_dir)
+    for name, value in checkpoint.load_tensors(tmp_path / "resumed").items():
+        torch.testing.assert_close(value, want[name], atol=1e-6, rtol=0)
+
+
 def test_pretrain_then_init_from_then_classify(tmp_path):
     runner = CliRunner()
     lm, clf = tmp_path / "lm", tmp_path / "clf"

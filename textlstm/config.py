@@ -172,6 +172,7 @@ class TrainConfig:
     sampler: str = "bucket"  # "bucket" | "balanced" (equal share of each class per epoch)
     metric: str = "macro_f1"  # picks the best epoch: "macro_f1" | "accuracy" | "loss"
     patience: int = 3  # epochs without improvement before stopping early; 0 = never
+    refit: bool = False  # then train that many epochs again on train + validation (refit.py)
     seed: int = 0  # seeds Python, numpy and torch (--seed)
     device: str = "auto"  # "auto" (CUDA when present) | "cpu" | "cuda" | "cuda:N"
     precision: str = "fp32"  # "fp32" | "bf16" (autocast)
@@ -241,9 +242,8 @@ def check_ranges(section: str, values, ranges: dict[str, str]) -> None:
 
 @dataclass
 class PretrainConfig:
-    """Language-model pretraining, `textlstm pretrain` only (section `pretrain`). The
-    encoder's shape comes from `model`, the tokenizer from `data`, the optimiser (lr, batch
-    size, schedule, clipping, seed, device) from `train`."""
+    """Language-model pretraining, `textlstm pretrain` only (section `pretrain`): the encoder's
+    shape comes from `model`, the tokenizer from `data`, the optimiser and seed from `train`."""
 
     epochs: int = 5  # passes over the texts at most; the best held-out epoch is kept
     heldout: float = 0.02  # share of the texts held out to measure perplexity

@@ -162,6 +162,10 @@ class MultiLabel(SingleLabel):
             raise TextlstmError("train.class_weights and train.sampler apply to single-label data")
         if processes > 1:
             raise TextlstmError("multi-label data trains in one process only (no --nproc/torchrun)")
+        if tc.refit:
+            raise TextlstmError(
+                "train.refit: multi-label thresholds need a validation split never trained on"
+            )
 
     def loss(self, logits, targets, class_weight=None, label_smoothing: float = 0.0):
         import torch.nn.functional as F

@@ -32,6 +32,7 @@ from textlstm.evaluate import evaluate_split, predict_logits
 from textlstm.imbalance import loss_weights, train_sampler
 from textlstm.learner import POSITION, Learner, frozen_throughout
 from textlstm.model import TextLSTM
+from textlstm.refit import train_and_validation, train_epochs
 from textlstm.tokenizer import PAD_ID, prepare_shared
 
 
@@ -100,36 +101,15 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
         say(note if note.startswith("warning:") else f"note: {note}")
     train_split, val_split = prep.splits["train"], prep.splits["validation"]
     say(prep.describe())
-    class_weight = loss_weights(
-        tc.class_weights, column_array(train_split, "label"), prep.label_names
-    )
-    if class_weight is not None:  # rare classes count more in the loss
-        say(f"class weights: {', '.join(f'{w:.3g}' for w in class_weight)}")
-        class_weight = torch.tensor(class_weight, dtype=torch.float32, device=device)
 
     # -- model, optimiser, schedule ------------------------------------------------------
-    vocab = prep.tokenizer.get_vocab_size()
-    model = TextLSTM(cfg.model, vocab, len(prep.label_names), PAD_ID).to(device)
-    if cfg.model.vectors:  # pretrained word vectors into the embedding rows they cover
-        from textlstm.vectors import apply_vectors
-
-        say(apply_vectors(model, prep.tokenizer, cfg.model, train_split))
-    if init:  # embedding and LSTM from the language model; the classifier starts fresh
-        copied = model.load_encoder(init[0])
-        say(f"encoder: {copied:,} weights from {cfg.model.init_from}")
-    sampler = train_sampler(train_split, tc, distributed.rank(), distributed.world_size())
-    learner = Learner(model, task, class_weight, tc, device, tc.epochs * len(sampler.batches(0)))
+    vocab, draws = prep.tokenizer.get_vocab_size(), guards.rng_state()  # draws: for a refit
+    model, learner, sampler, batches = build(cfg, prep, train_split, device, init, say)
     guard, schedule = learner.guard, learner.schedule
-    batches = loader(train_split, sampler, PAD_ID, tc.workers, device.type == "cuda", model.bag)
     say(
         f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
         + (f", {distributed.world_size()} processes" if distributed.active() else "")
     )
-
-    for name in frozen_throughout(cfg.model, tc):
-        say(
-            f"warning: train.unfreeze={tc.unfreeze} leaves {name} frozen for all {tc.epochs} epochs"
-        )
 
     # -- run folder (once the data loaded), resume state, then the bundle's first files --
     if init and run_dir and Path(run_dir).resolve() == Path(cfg.model.init_from).resolve():
@@ -160,7 +140,8 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             checkpoint.start_bundle(run_dir, config, prep.tokenizer, prep.label_names)
         scored = learner.scored  # what validation scores and the bundle holds
         writer = tblog.open_writer(run_dir, resume, step) if tc.tensorboard and main else None
-        for epoch in range(start_epoch, tc.epochs):
+        stopped_early = bool(tc.patience) and stale >= tc.patience  # resumed after the end
+        for epoch in range(start_epoch, start_epoch if stopped_early else tc.epochs):
             # -- one epoch of training steps -----------------------------------------
             learner.net.train()
             sampler.set_epoch(epoch, skip)
@@ -230,8 +211,15 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             message = task.finish(run_dir, labels, logits, prep.label_names)
             if message:
                 say(message)
-            runs.point_latest(run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text())
+
+        # -- refit: the chosen epochs again, on train + validation (refit.py) ----------
+        if tc.refit:
+            best_model, metrics = refit(
+                cfg, prep, run_dir, metrics, device, (init, draws), stop, say
+            )
+        if main:
+            runs.point_latest(run_dir)
         return FitResult(run_dir, best_model, prep, metrics)
     except guards.OOM_ERRORS as exc:  # evaluation raises its own message (evaluate.py)
         settings = {"train.max_tokens": tc.max_tokens, "train.batch_size": tc.batch_size}
@@ -243,6 +231,52 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
             signal.signal(signum, handler)
         distributed.teardown()
         runs.unlock(lock)
+
+
+def build(cfg, prep, train_split, device, init, say):
+    """(model, Learner, sampler, batches) for `train_split`, the encoder `init` if given."""
+    tc = cfg.train
+    class_weight = loss_weights(
+        tc.class_weights, column_array(train_split, "label"), prep.label_names
+    )
+    if class_weight is not None:  # rare classes count more in the loss
+        say(f"class weights: {', '.join(f'{w:.3g}' for w in class_weight)}")
+        class_weight = torch.tensor(class_weight, dtype=torch.float32, device=device)
+    vocab = prep.tokenizer.get_vocab_size()
+    model = TextLSTM(cfg.model, vocab, len(prep.label_names), PAD_ID).to(device)
+    if cfg.model.vectors:  # pretrained word vectors into the embedding rows they cover
+        from textlstm.vectors import apply_vectors
+
+        say(apply_vectors(model, prep.tokenizer, cfg.model, train_split))
+    if init:  # embedding and LSTM from the language model; the classifier starts fresh
+        copied = model.load_encoder(init[0])
+        say(f"encoder: {copied:,} weights from {cfg.model.init_from}")
+    sampler = train_sampler(train_split, tc, distributed.rank(), distributed.world_size())
+    steps = tc.epochs * len(sampler.batches(0))
+    learner = Learner(model, prep.task, class_weight, tc, device, steps)
+    batches = loader(train_split, sampler, PAD_ID, tc.workers, device.type == "cuda", model.bag)
+    for name in frozen_throughout(cfg.model, tc):
+        say(f"warning: train.unfreeze={tc.unfreeze} leaves {name} frozen all {tc.epochs} epochs")
+    return model, learner, sampler, batches
+
+
+def refit(cfg, prep, run_dir, metrics, device, start, stop, say):
+    """The chosen epochs again on train + validation from the first run's `start`."""
+    epochs, split = metrics["epoch"], train_and_validation(prep.splits)
+    say(f"refit: {epochs} epochs on train + validation ({len(split):,} texts)")
+    init, draws = start
+    if cfg.model.init_from and not init:  # a resumed run: the encoder is read again
+        init = (checkpoint.load_pretrained(cfg.model.init_from)[1], [])
+    guards.restore_rng_state(draws)  # the first run's initial weights and draws
+    _, learner, sampler, batches = build(cfg, prep, split, device, init, lambda _: None)
+    model = train_epochs(learner, sampler, batches, epochs, run_dir, stop, say)
+    if model is None:
+        raise Interrupted(stop["signal"] or signal.SIGTERM, run_dir)
+    metrics = {**metrics, "refit_epochs": epochs, "refit_texts": len(split)}
+    if distributed.is_main():
+        checkpoint.save_best(run_dir, model, metrics)
+    distributed.barrier()
+    return model, metrics
 
 
 def pretraining_overlap(saved: dict, cfg, notes: list[str]) -> list[str]:
