@@ -9,6 +9,14 @@ validation metrics and, for the record only, the test metrics of that same check
 The summary table ranks variants by mean validation macro-F1 (then validation loss):
 choices are made on validation, never on test. The test columns are printed so that the
 cost of a choice can be seen afterwards, not to make it.
+
+`--holdout` scores a stratified tenth of the train split instead of test (a second
+validation, drawn with HOLDOUT_SEED, for a choice the validation split cannot judge:
+`train.refit` trains on it). The run trains on the other nine tenths; the "test" keys
+and columns then hold the held-out scores, and the row says `"scored": "holdout"`. A run
+with `train.refit` also records `first_test_accuracy` / `first_test_macro_f1`: the first
+run's scores on the same split, read just before the refit replaces its weights (that
+first run is the run without refit: tests/test_refit.py).
 """
 
 import argparse
@@ -27,32 +35,65 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name, [s for s in sets.split(",") if s]
 
 
+HOLDOUT_SEED = 1234
+
+
+def holdout_view(source: str, folder: Path) -> Path:
+    """`source`'s train split cut into nine tenths (train) and a stratified tenth (test);
+    its validation split and labels.json as they are. The test split is never read."""
+    import shutil
+
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    train = pd.read_parquet(Path(source) / "train.parquet")
+    kept, held = train_test_split(
+        train, test_size=0.1, random_state=HOLDOUT_SEED, stratify=train.label
+    )
+    folder.mkdir(parents=True)
+    kept.to_parquet(folder / "train.parquet", index=False)
+    held.to_parquet(folder / "test.parquet", index=False)
+    for name in ("labels.json", "validation.parquet"):
+        if (Path(source) / name).is_file():
+            shutil.copy(Path(source) / name, folder / name)
+    return folder
+
+
 def run_one(config_path, overrides, seed):
     import torch
 
-    from textlstm import config
+    from textlstm import checkpoint, config, training
     from textlstm.evaluate import evaluate_split
-    from textlstm.training import fit
+
+    def score(model, prepared):
+        return evaluate_split(
+            model, prepared.splits["test"], prepared.label_names, torch.device("cpu"),
+            prepared.task, 256, "fp32",
+        )  # fmt: skip
+
+    first, refit = {}, training.refit
+
+    def scored_refit(cfg, prep, run_dir, *args):  # the first run's scores, then the refit
+        if "test" in prep.splits:
+            rep = score(checkpoint.load_model(run_dir, torch.device("cpu"))[0], prep)
+            first.update(first_test_accuracy=rep["accuracy"], first_test_macro_f1=rep["macro_f1"])
+        return refit(cfg, prep, run_dir, *args)
 
     cfg = config.build(config_path, (*overrides, f"train.seed={seed}"))
     with tempfile.TemporaryDirectory() as tmp:
         started = time.time()
-        result = fit(cfg, Path(tmp) / "run")
+        training.refit = scored_refit
+        try:
+            result = training.fit(cfg, Path(tmp) / "run")
+        finally:
+            training.refit = refit
         seconds = time.time() - started
         row = {"seed": seed, "train_s": seconds, **{f"val_{k}": v for k, v in best(result)}}
-        splits = result.prepared.splits
-        if "test" in splits:
-            rep = evaluate_split(
-                result.model,
-                splits["test"],
-                result.prepared.label_names,
-                torch.device("cpu"),
-                result.prepared.task,
-                256,
-                "fp32",
-            )
+        if "test" in result.prepared.splits:
+            rep = score(result.model, result.prepared)
             row.update(test_accuracy=rep["accuracy"], test_macro_f1=rep["macro_f1"])
             row["test_f1_per_class"] = [c["f1"] for c in rep["per_class"].values()]
+            row.update(first)
     return row
 
 
@@ -93,13 +134,22 @@ def main():
     ap.add_argument("--variant", action="append", default=[], help="NAME=KEY=VALUE[,KEY=VALUE]")
     ap.add_argument("--set", action="append", default=[], help="applied to every variant")
     ap.add_argument("--out", default="sweep.jsonl")
+    ap.add_argument("--holdout", action="store_true", help="score a tenth of train, not test")
     args = ap.parse_args()
     variants = [parse_variant(v) for v in args.variant] or [("base", [])]
-    results = {}
+    results, views = {}, tempfile.TemporaryDirectory()
+    if args.holdout:  # data.source=DIR among --set: its train split, cut (holdout_view)
+        sources = [s for s in args.set if s.startswith("data.source=")]
+        if not sources:
+            sys.exit("--holdout needs --set data.source=DIR (a folder with train.parquet)")
+        view = holdout_view(sources[-1].partition("=")[2], Path(views.name) / "view")
+        args.set = [s for s in args.set if s not in sources] + [f"data.source={view}"]
     with open(args.out, "a", encoding="utf-8") as out:
         for name, sets in variants:
             for seed in args.seeds:
                 row = {"variant": name, "sets": sets, **run_one(args.config, args.set + sets, seed)}
+                if args.holdout:
+                    row["scored"] = "holdout"
                 out.write(json.dumps(row) + "\n")
                 out.flush()
                 results.setdefault(name, []).append(row)
