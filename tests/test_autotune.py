@@ -135,3 +135,21 @@ def test_autotune_refuses_what_it_cannot_do(tmp_path):
         last = result.output.strip().splitlines()[-1]
         assert last.startswith("error: ") and words in last, last
     assert (tmp_path / "used" / "notes.txt").read_text() == "mine"
+
+
+def test_with_refit_only_the_kept_trial_is_refit(tmp_path, monkeypatch):
+    monkeypatch.setattr(autotune, "SPACE", SMALL)
+    said = []
+    result = autotune.autotune(tiny_config("train.refit=true"), 1200, tmp_path / "t", said.append)
+    kept = re.search(r"keeping trial (\d+)", "\n".join(said)).group(1)
+    assert f"autotune: refitting trial {kept} on train + validation" in said
+    trials = sorted((tmp_path / "t" / "trials").iterdir())
+    assert len(trials) == 4
+    for folder in trials:  # the search compared first runs; one refit, after it
+        metrics = json.loads((folder / "run" / "metrics.json").read_text())
+        refit = folder.name == f"{int(kept):02d}"
+        assert ("refit_epochs" in metrics) == refit
+        assert ("refit: " in (folder / "train.log").read_text()) == refit
+    shipped = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert shipped["refit_epochs"] == result.best["refit_epochs"] == shipped["epoch"]
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["train"]["refit"] is True

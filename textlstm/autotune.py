@@ -27,7 +27,8 @@ weights until the search ends; then the loser's are deleted.
 DIR gets the kept trial's bundle (and metrics), `autotune.jsonl` (a row per trial) and
 `autotune.md` (the table); the other trials keep their config and metrics, their
 weights are deleted. Ctrl-C stops the running trial: the finished ones are decided on.
-Cost: the budget, plus the last trial's overrun (a trial is never cut short).
+Cost: the budget, plus the last trial's overrun (a trial is never cut short), plus the
+kept trial's refit with `train.refit` (the trials themselves never refit).
 """
 
 import contextlib
@@ -150,16 +151,39 @@ class Trial:
     note: str = ""
 
 
-def run_trial(cfg: RunConfig, settings: dict, folder: Path):
-    """fit with `settings`, its output into folder/train.log; (FitResult, metrics)."""
+def configured(cfg: RunConfig, settings: dict) -> RunConfig:
     trial_cfg = copy.deepcopy(cfg)
     for key, value in settings.items():
         apply(trial_cfg, *key.split("."), value)
+    return trial_cfg
+
+
+def run_trial(cfg: RunConfig, settings: dict, folder: Path):
+    """fit with `settings`, its output into folder/train.log; (FitResult, metrics). No
+    trial refits (`train.refit`): its score is the first run's either way."""
+    trial_cfg = configured(cfg, settings)
+    trial_cfg.train.refit = False
     folder.mkdir(parents=True)
     with open(folder / "train.log", "w", encoding="utf-8") as log:
         with contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
             result = fit(trial_cfg, folder / "run")
     return result, json.loads((folder / "run" / "metrics.json").read_text())
+
+
+def refit_kept(cfg: RunConfig, kept: tuple, out: Path, say):
+    """With `train.refit`, the kept trial alone is refit, after the search: its run is
+    resumed with the refit on (its epochs are done, so only the refit runs). Stopped by a
+    signal, the trial's first model is kept."""
+    trial, result = kept
+    folder = out / "trials" / f"{trial.number:02d}"
+    say(f"autotune: refitting trial {trial.number} on train + validation")
+    try:
+        with open(folder / "train.log", "a", encoding="utf-8") as log:
+            with contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+                return fit(configured(cfg, trial.settings), folder / "run", resume=True)
+    except Interrupted:
+        say(f"autotune: refit stopped by a signal: keeping trial {trial.number} as it was")
+        return result
 
 
 def table(trials: list[Trial], metric: str, best: Trial | None) -> str:
@@ -254,6 +278,8 @@ def autotune(cfg: RunConfig, budget_s: float, out: Path | None, say=print):
         runs.unlock(lock)
     if best is None:
         raise TextlstmError(f"autotune: no trial finished within {budget_s:.0f} s; give more time")
+    if cfg.train.refit:
+        best = (best[0], refit_kept(cfg, best, out, say))
     return promote(best[1], best[0], out)
 
 
