@@ -24,8 +24,8 @@ evaluated on test, all with textlstm's defaults (no preset):
   train/test (3,357 / 4,043); validation carved from train.
 
 textlstm trains with the dataset's preset (configs/<name>.toml) and picks its epoch on
-validation only. The baselines see the same train split (including the texts textlstm
-sets aside for validation: they have no use for one, so this favours them slightly):
+validation only; with `train.refit` (the default) it then learns from the validation
+texts too. The baselines see the same train split, validation texts included:
 - fastText, supervised, wordNgrams=2, 5 epochs, lr 0.5, dim 10 (the fastText paper,
   Table 1), one thread so runs are repeatable;
 - TF-IDF over word 1-2-grams with sublinear tf, then LogisticRegression (lbfgs), its

@@ -29,6 +29,7 @@ TINY = [
     "model.ngram_buckets=2000",  # the default bag, small
     "model.ngram_dim=8",
     "train.adversarial=0",  # the default's second pass is tested in test_adversarial.py
+    "train.refit=false",  # the default's second run is tested in test_refit.py
 ]
 
 

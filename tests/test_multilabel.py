@@ -225,9 +225,9 @@ def test_export_carries_the_thresholds(multi_run, tmp_path):
     assert json.loads((tmp_path / "onnx" / "config.json").read_text())["task"] == "multi_label"
 
 
-def test_refit_is_refused_before_any_work(multi_sms, tmp_path):
+def test_multi_label_runs_turn_the_refit_off_and_say_so(multi_sms, tmp_path, capsys):
     """Its thresholds are tuned on validation: a refit would train on those texts."""
-    with pytest.raises(TextlstmError, match="train.refit: multi-label") as caught:
-        fit(tiny_config("train.refit=true", source=multi_sms), tmp_path / "run")
-    assert "\n" not in str(caught.value)
-    assert not (tmp_path / "run").exists()
+    run = fit(tiny_config("train.refit=true", "train.epochs=1", source=multi_sms), tmp_path / "r")
+    assert "note: train.refit is off: multi-label thresholds" in capsys.readouterr().err
+    assert json.loads((run.run_dir / "config.json").read_text())["train"]["refit"] is False
+    assert "refit_epochs" not in run.best

@@ -238,6 +238,7 @@ def test_a_bundle_from_before_the_bag_was_the_default_loads_without_one(tmp_path
     assert (old.model.ngrams, old.model.ngram_dropout) == (0, 0.0)
     assert (old.train.ngram_lr_scale, old.train.adversarial) == (1.0, 0.0)
     assert old.train.lstm_alone_loss == 0.0 and old.model.ngram_pooling == "mean"
+    assert old.train.refit is False  # a resumed old run ends as it would have, unrefit
     assert from_dict({"model": {"ngrams": 3}}).model.ngrams == 3  # a saved value wins
     run = fit(tiny_config("model.ngrams=0", "train.epochs=1"), tmp_path / "run").run_dir
     texts = ["WINNER!! free prize, call now", "see you at lunch"]
@@ -245,7 +246,7 @@ def test_a_bundle_from_before_the_bag_was_the_default_loads_without_one(tmp_path
     config = json.loads((run / "config.json").read_text())
     for key in ("ngrams", "ngram_buckets", "ngram_dim", "ngram_dropout", "ngram_pooling"):
         del config["model"][key]
-    for key in ("ngram_lr_scale", "adversarial", "lstm_alone_loss"):
+    for key in ("ngram_lr_scale", "adversarial", "lstm_alone_loss", "refit"):
         del config["train"][key]
     (run / "config.json").write_text(json.dumps(config))
     for engine in ("torch", "numpy"):

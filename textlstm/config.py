@@ -172,7 +172,7 @@ class TrainConfig:
     sampler: str = "bucket"  # "bucket" | "balanced" (equal share of each class per epoch)
     metric: str = "macro_f1"  # picks the best epoch: "macro_f1" | "accuracy" | "loss"
     patience: int = 3  # epochs without improvement before stopping early; 0 = never
-    refit: bool = False  # then train that many epochs again on train + validation (refit.py)
+    refit: bool = True  # then as many epochs on train + validation; BENCHMARKS.md, "Refit"
     seed: int = 0  # seeds Python, numpy and torch (--seed)
     device: str = "auto"  # "auto" (CUDA when present) | "cpu" | "cuda" | "cuda:N"
     precision: str = "fp32"  # "fp32" | "bf16" (autocast)
@@ -369,7 +369,7 @@ def split_override(item: str) -> tuple[str, str, str]:
 # Defaults that came on after their key shipped: a saved config without the key ran without it
 ABSENT_MEANS_OFF = {
     "model": {"ngrams": 0, "ngram_dropout": 0.0, "ngram_pooling": "mean"},
-    "train": {"adversarial": 0.0, "ngram_lr_scale": 1.0, "lstm_alone_loss": 0.0},
+    "train": {"adversarial": 0.0, "ngram_lr_scale": 1.0, "lstm_alone_loss": 0.0, "refit": False},
 }
 
 

@@ -17,7 +17,7 @@ those texts, so its own would read high) and adds `refit_epochs` and `refit_text
 Cost: the chosen epochs again, on 1 / (1 - validation_fraction) times the texts: about
 best_epoch / (best_epoch + patience) of the first run (+50-70% at the defaults).
 Stopped by a signal, the bundle stays the first run's; `--resume` trains the refit again
-from its start. Multi-label runs tune their thresholds on validation: they refuse it.
+from its start. Multi-label runs tune their thresholds on validation: they turn it off.
 """
 
 import sys

@@ -74,8 +74,10 @@ class SingleLabel:
             name, ds, cfg, names_file, label_names, [] if notes is None else notes
         )
 
-    def check_training(self, tc, processes: int) -> None:
-        """Training settings this task cannot honour are refused before any work."""
+    def check_training(self, tc, processes: int) -> list[str]:
+        """Training settings this task cannot honour are refused before any work (or,
+        for a default that does not apply, turned off); returns notes to print."""
+        return []
 
     # -- model outputs -------------------------------------------------------------------
 
@@ -162,10 +164,10 @@ class MultiLabel(SingleLabel):
             raise TextlstmError("train.class_weights and train.sampler apply to single-label data")
         if processes > 1:
             raise TextlstmError("multi-label data trains in one process only (no --nproc/torchrun)")
-        if tc.refit:
-            raise TextlstmError(
-                "train.refit: multi-label thresholds need a validation split never trained on"
-            )
+        if not tc.refit:
+            return []
+        tc.refit = False  # so the printed and saved config say what runs
+        return ["train.refit is off: multi-label thresholds are tuned on unseen validation texts"]
 
     def loss(self, logits, targets, class_weight=None, label_smoothing: float = 0.0):
         import torch.nn.functional as F

@@ -95,7 +95,7 @@ def fit(cfg, run_dir: Path | None = None, resume: bool = False, overwrite: bool 
     if init:
         init[1].extend(pretraining_overlap(saved, cfg, prep.notes))
     cfg.data, task = prep.data, prep.task  # task: single- or multi-label (task.py)
-    task.check_training(tc, distributed.world_size())
+    prep.notes.extend(task.check_training(tc, distributed.world_size()))
     say(f"textlstm {__version__}: effective config\n{cfg.describe()}")
     for note in prep.notes + (init[1] if init else []):
         say(note if note.startswith("warning:") else f"note: {note}")
