@@ -3,6 +3,7 @@
 import sys
 
 import pandas as pd
+import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -10,6 +11,7 @@ from sweep import holdout_view  # noqa: E402
 
 
 def test_the_holdout_is_a_stratified_tenth_of_train_and_test_is_left_out(tmp_path):
+    pytest.importorskip("sklearn", reason="bench/sweep.py --holdout needs the bench extra")
     source = tmp_path / "data"
     source.mkdir()
     train = pd.DataFrame({"text": [f"text {i}" for i in range(200)], "label": [0] * 150 + [1] * 50})
