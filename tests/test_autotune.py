@@ -5,6 +5,7 @@ import math
 import re
 
 import pytest
+import torch
 from click.testing import CliRunner
 from conftest import SMS, TINY, tiny_config
 
@@ -153,3 +154,21 @@ def test_with_refit_only_the_kept_trial_is_refit(tmp_path, monkeypatch):
     shipped = json.loads((tmp_path / "t" / "metrics.json").read_text())
     assert shipped["refit_epochs"] == result.best["refit_epochs"] == shipped["epoch"]
     assert json.loads((tmp_path / "t" / "config.json").read_text())["train"]["refit"] is True
+
+
+def test_a_search_that_keeps_trial_0_ships_the_plain_runs_model(tmp_path, monkeypatch):
+    # `--autotune` is never below the defaults when the margin keeps trial 0: the bundle
+    # is then the model `train` alone gives, its refit included, to the weight
+    from textlstm import checkpoint
+    from textlstm.training import fit
+
+    monkeypatch.setattr(autotune, "SPACE", SMALL)
+    said = []  # a budget of one second: trial 0 runs, no other trial fits
+    tuned = autotune.autotune(tiny_config("train.refit=true"), 1, tmp_path / "t", said.append)
+    assert "autotune: refitting trial 0 on train + validation" in said
+    plain = fit(tiny_config("train.refit=true"), tmp_path / "plain")
+    assert tuned.best["refit_epochs"] == plain.best["refit_epochs"]
+    shipped, alone = checkpoint.load_tensors(tmp_path / "t"), checkpoint.load_tensors(plain.run_dir)
+    assert shipped.keys() == alone.keys()
+    for name in shipped:
+        torch.testing.assert_close(shipped[name], alone[name], rtol=0, atol=1e-6)
