@@ -172,3 +172,15 @@ def test_a_search_that_keeps_trial_0_ships_the_plain_runs_model(tmp_path, monkey
     assert shipped.keys() == alone.keys()
     for name in shipped:
         torch.testing.assert_close(shipped[name], alone[name], rtol=0, atol=1e-6)
+
+
+def test_a_search_stopped_before_any_trial_finished_says_so(tmp_path, monkeypatch):
+    from textlstm.training import Interrupted
+
+    def stop_at_once(cfg, run_dir, *args, **kwargs):
+        raise Interrupted(2, run_dir)
+
+    monkeypatch.setattr(autotune, "fit", stop_at_once)
+    with pytest.raises(TextlstmError, match=r"no trial finished \(stopped by a signal\)"):
+        autotune.autotune(tiny_config(), 600, tmp_path / "t", say=lambda _: None)
+    assert (tmp_path / "t" / "autotune.md").is_file()  # the (empty) table is still written

@@ -217,7 +217,7 @@ def autotune(cfg: RunConfig, budget_s: float, out: Path | None, say=print):
     queue = trial_queue(base, cfg.train.seed)
     trials, correction = [], []
     first = leader = None  # (Trial, FitResult): trial 0, and the best of the others so far
-    n_validation = 0
+    n_validation, stopped = 0, False
 
     def better(a: Trial, b: Trial) -> bool:
         return a.score > b.score if higher else a.score < b.score
@@ -272,12 +272,14 @@ def autotune(cfg: RunConfig, budget_s: float, out: Path | None, say=print):
             say(progress_line(trial, top, metric, budget_s - (time.time() - started)))
     except Interrupted:
         say("autotune stopped by a signal: deciding among the finished trials")
+        stopped = True
     finally:
         best = decide(first, leader, trials, metric, n_validation, out, say)
         files.atomic_write(out / "autotune.md", table(trials, metric, best and best[0]).encode())
         runs.unlock(lock)
-    if best is None:
-        raise TextlstmError(f"autotune: no trial finished within {budget_s:.0f} s; give more time")
+    if best is None:  # trial 0 always runs to its end: a signal or an error stopped them all
+        why = "stopped by a signal" if stopped else trials[0].note if trials else "none began"
+        raise TextlstmError(f"autotune: no trial finished ({why}); nothing kept in {out}")
     if cfg.train.refit:
         best = (best[0], refit_kept(cfg, best, out, say))
     return promote(best[1], best[0], out)
