@@ -14,7 +14,12 @@ config. Variants (fine-tuning aids, chosen on validation):
 - ulmfit: plus discriminative rates (train.layer_lr_decay=2.6), gradual unfreezing
   (train.unfreeze=1) and a slanted triangular schedule (linear, 10% warm-up).
 Every run's numbers go to --json as they finish (one line each); the table at the end
-holds validation (what decides) and the evaluation split (the final report).
+holds validation (what decides) and the evaluation split (the final report). With
+`train.refit` (the default) each row also holds `first_accuracy`: the evaluation split
+read from the first run's chosen epoch, before its refit.
+
+`--pretrained DIR` reuses the language model in DIR as it is, or makes it there when DIR
+does not exist yet (so it outlives the run); `--pretrain-only` stops once it is saved.
 """
 
 import argparse
@@ -53,22 +58,34 @@ def base_config(name: str, seed: int, extra):
 
 
 def run_fit(cfg, view: Path, run_dir: Path) -> dict:
+    from textlstm import checkpoint, training
     from textlstm.evaluate import evaluate_split
-    from textlstm.training import fit
+
+    def score(model, prepared):
+        device = next(model.parameters()).device
+        split = prepared.splits["test"]
+        return evaluate_split(
+            model, split, prepared.label_names, device, prepared.task, cfg.train.eval_batch_size
+        )
+
+    first, refit = {}, training.refit
+
+    def scored_refit(cfg, prep, run_dir, metrics, device, *args):  # first run's scores, then refit
+        rep = score(checkpoint.load_model(run_dir, device)[0], prep)
+        first.update(first_accuracy=rep["accuracy"], first_macro_f1=rep["macro_f1"])
+        return refit(cfg, prep, run_dir, metrics, device, *args)
 
     cfg.data.source = str(view)
     started = time.time()
-    result = fit(cfg, run_dir)
+    training.refit = scored_refit
+    try:
+        result = training.fit(cfg, run_dir)
+    finally:
+        training.refit = refit
     seconds = time.time() - started
-    report = evaluate_split(
-        result.model,
-        result.prepared.splits["test"],
-        result.prepared.label_names,
-        next(result.model.parameters()).device,
-        result.prepared.task,
-        cfg.train.eval_batch_size,
-    )
+    report = score(result.model, result.prepared)
     return {
+        **first,
         "val_accuracy": result.best["val_accuracy"],
         "val_macro_f1": result.best["val_macro_f1"],
         "val_loss": result.best["val_loss"],
@@ -93,7 +110,8 @@ def main() -> None:
     ap.add_argument("--variant", action="append", choices=list(VARIANTS), help="default: plain")
     ap.add_argument("--no-scratch", action="store_true", help="skip the from-scratch runs")
     ap.add_argument("--unsup", type=int, default=0, help="imdb: also pretrain on N unsup texts")
-    ap.add_argument("--pretrained", help="reuse this pretraining (made on the same view)")
+    ap.add_argument("--pretrained", help="reuse this pretraining (same view), or make it here")
+    ap.add_argument("--pretrain-only", action="store_true", help="stop once it is saved")
     ap.add_argument("--set", action="append", default=[], help="override for every run")
     ap.add_argument("--pretrain-set", action="append", default=[], help="override, pretraining")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
@@ -130,8 +148,9 @@ def main() -> None:
     cfg = base_config(args.dataset, 0, [*args.set, *args.pretrain_set])
     cfg.data.source = str(view)
     encoder = Path(args.pretrained) if args.pretrained else tmp / "pretrained"
+    reused = encoder.exists()  # a folder that is there is taken as it is
     started = time.time()
-    if not args.pretrained:
+    if not reused:
         pretrain(cfg, encoder, unlabeled)
     rows = [json.loads(line) for line in (encoder / "metrics.jsonl").open()]
     best = json.loads((encoder / "metrics.json").read_text())
@@ -139,12 +158,14 @@ def main() -> None:
         "dataset": args.dataset,
         "run": "pretrain",
         "texts": best["texts"],
-        "seconds": sum(r["epoch_s"] for r in rows) if args.pretrained else time.time() - started,
+        "seconds": sum(r["epoch_s"] for r in rows) if reused else time.time() - started,
         "epochs": len(rows),
         "heldout_ppl": best["heldout_ppl"],
         "tokens_per_s": statistics.mean(r["tokens_per_s"] for r in rows),
     }
     record(pre_row)
+    if args.pretrain_only:
+        return
 
     # -- fine-tune each variant, and from scratch, per seed --------------------------
     runs = {}
@@ -172,15 +193,17 @@ def main() -> None:
         "",
         f"    {command}",
         "",
-        f"| {args.dataset} | val macro-F1 % | val acc % | {eval_split} acc % | "
-        f"{eval_split} macro-F1 % | epochs picked | train s |",
-        "|---|---|---|---|---|---|---|",
+        f"| {args.dataset} | val macro-F1 % | val acc % | {eval_split} acc %, first run | "
+        f"{eval_split} acc % | {eval_split} macro-F1 % | epochs picked | train s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for system, results in runs.items():
         name = "from scratch" if system == "scratch" else f"pretrained, {system}"
+        first = [r["first_accuracy"] for r in results if "first_accuracy" in r]
         lines.append(
             f"| {name} | {pct([r['val_macro_f1'] for r in results])} "
             f"| {pct([r['val_accuracy'] for r in results])} "
+            f"| {pct(first) if len(first) == len(results) else '– (no refit)'} "
             f"| {pct([r['accuracy'] for r in results])} "
             f"| {pct([r['macro_f1'] for r in results])} "
             f"| {', '.join(str(r['epoch']) for r in results)} "
