@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
 from accuracy import DATASETS, dataset_root, make_view, write_into  # noqa: E402
+from sweep import fit_scoring_first  # noqa: E402
 
 VARIANTS = {
     "plain": (),
@@ -58,7 +59,6 @@ def base_config(name: str, seed: int, extra):
 
 
 def run_fit(cfg, view: Path, run_dir: Path) -> dict:
-    from textlstm import checkpoint, training
     from textlstm.evaluate import evaluate_split
 
     def score(model, prepared):
@@ -68,24 +68,17 @@ def run_fit(cfg, view: Path, run_dir: Path) -> dict:
             model, split, prepared.label_names, device, prepared.task, cfg.train.eval_batch_size
         )
 
-    first, refit = {}, training.refit
-
-    def scored_refit(cfg, prep, run_dir, metrics, device, *args):  # first run's scores, then refit
-        rep = score(checkpoint.load_model(run_dir, device)[0], prep)
-        first.update(first_accuracy=rep["accuracy"], first_macro_f1=rep["macro_f1"])
-        return refit(cfg, prep, run_dir, metrics, device, *args)
-
     cfg.data.source = str(view)
     started = time.time()
-    training.refit = scored_refit
-    try:
-        result = training.fit(cfg, run_dir)
-    finally:
-        training.refit = refit
+    result, first = fit_scoring_first(cfg, run_dir, score)
     seconds = time.time() - started
     report = score(result.model, result.prepared)
     return {
-        **first,
+        **(
+            {"first_accuracy": first["accuracy"], "first_macro_f1": first["macro_f1"]}
+            if first
+            else {}
+        ),
         "val_accuracy": result.best["val_accuracy"],
         "val_macro_f1": result.best["val_macro_f1"],
         "val_loss": result.best["val_loss"],

@@ -62,7 +62,7 @@ def holdout_view(source: str, folder: Path) -> Path:
 def run_one(config_path, overrides, seed):
     import torch
 
-    from textlstm import checkpoint, config, training
+    from textlstm import config
     from textlstm.evaluate import evaluate_split
 
     def score(model, prepared):
@@ -71,30 +71,43 @@ def run_one(config_path, overrides, seed):
             prepared.task, 256, "fp32",
         )  # fmt: skip
 
-    first, refit = {}, training.refit
-
-    def scored_refit(cfg, prep, run_dir, *args):  # the first run's scores, then the refit
-        if "test" in prep.splits:
-            rep = score(checkpoint.load_model(run_dir, torch.device("cpu"))[0], prep)
-            first.update(first_test_accuracy=rep["accuracy"], first_test_macro_f1=rep["macro_f1"])
-        return refit(cfg, prep, run_dir, *args)
-
     cfg = config.build(config_path, (*overrides, f"train.seed={seed}"))
     with tempfile.TemporaryDirectory() as tmp:
         started = time.time()
-        training.refit = scored_refit
-        try:
-            result = training.fit(cfg, Path(tmp) / "run")
-        finally:
-            training.refit = refit
+        result, first = fit_scoring_first(cfg, Path(tmp) / "run", score)
         seconds = time.time() - started
         row = {"seed": seed, "train_s": seconds, **{f"val_{k}": v for k, v in best(result)}}
         if "test" in result.prepared.splits:
             rep = score(result.model, result.prepared)
             row.update(test_accuracy=rep["accuracy"], test_macro_f1=rep["macro_f1"])
             row["test_f1_per_class"] = [c["f1"] for c in rep["per_class"].values()]
-            row.update(first)
+            if first:
+                row.update(
+                    first_test_accuracy=first["accuracy"], first_test_macro_f1=first["macro_f1"]
+                )
     return row
+
+
+def fit_scoring_first(cfg, run_dir: Path, score):
+    """`training.fit`, and with `train.refit` also `score(model, prepared)` of the first run's
+    model, loaded on the CPU from its bundle just before the refit replaces its weights (that
+    first run is the run without refit: tests/test_refit.py). Returns (result, first report
+    or None); nothing is scored where the data has no test split."""
+    from textlstm import checkpoint, training
+
+    first, refit = {}, training.refit
+
+    def scored_refit(cfg, prep, run_dir, *args):
+        if "test" in prep.splits:
+            first["report"] = score(checkpoint.load_model(run_dir, "cpu")[0], prep)
+        return refit(cfg, prep, run_dir, *args)
+
+    training.refit = scored_refit
+    try:
+        result = training.fit(cfg, run_dir)
+    finally:
+        training.refit = refit
+    return result, first.get("report")
 
 
 def best(result):
