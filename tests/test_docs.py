@@ -90,3 +90,12 @@ def test_every_reliability_row_names_tests_that_exist():
         if f"def {name}(" not in (REPO / "tests" / file).read_text(encoding="utf-8")
     ]
     assert not missing, f"docs/RELIABILITY.md names tests that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("preset", sorted((REPO / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_preset_loads_and_passes_its_checks(preset):
+    """The docs tell users to run `--config configs/NAME.toml`: each must load as it ships."""
+    from textlstm import config
+
+    cfg = config.build(str(preset))
+    cfg.check()
