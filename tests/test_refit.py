@@ -11,7 +11,7 @@ import torch
 from conftest import SMS, TINY, tiny_config
 
 from textlstm import checkpoint
-from textlstm.evaluate import evaluate_split
+from textlstm.evaluate import evaluate_split, format_report, refit_note, report_on
 from textlstm.training import fit
 
 EXTRA = ("model.num_layers=1", "train.epochs=3", "train.patience=1")
@@ -88,3 +88,23 @@ def test_sigint_during_the_refit_keeps_the_first_bundle_and_resume_redoes_it(run
     shipped = weights(refit.run_dir)
     for name, value in weights(run_dir).items():
         torch.testing.assert_close(value, shipped[name], atol=1e-6, rtol=0)
+
+
+def test_a_report_on_the_validation_the_refit_trained_on_says_it_reads_high(runs, tmp_path):
+    plain, refit = runs
+    prep = refit.prepared
+    where = dict(split="validation", checkpoint=str(refit.run_dir), data=str(SMS))
+    report, _ = report_on(
+        refit.model, prep.splits["validation"], prep.label_names, prep.task, where, tmp_path,
+        tiny_config().train,
+    )  # fmt: skip
+    assert "reads high" in report["note"]
+    assert f"accuracy {refit.best['val_accuracy']:.4f}" in report["note"]  # the first run's
+    assert f"note: {report['note']}" in format_report(report)
+    assert json.loads((tmp_path / "report.json").read_text())["note"] == report["note"]
+    assert report["note"] in (tmp_path / "report.md").read_text()
+
+    # no note where the report reads texts the shipped model never trained on
+    assert refit_note({**where, "split": "test"}) is None
+    assert refit_note({**where, "data": str(tmp_path)}) is None  # another dataset's validation
+    assert refit_note({**where, "checkpoint": str(plain.run_dir)}) is None  # no refit

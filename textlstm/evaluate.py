@@ -13,6 +13,7 @@ early-stopping decision) with no extra broadcast.
 """
 
 import datetime
+import json
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,29 @@ def report_on(model, split, label_names, task, where: dict, out_dir, tc) -> tupl
         model, split, label_names, device, task, tc.eval_batch_size, tc.precision, examples=10
     )
     report.update(where)
+    note = refit_note(where)
+    if note:
+        report["note"] = note
     return report, write_report(report, out_dir)
+
+
+def refit_note(where: dict) -> str | None:
+    """A report on validation from a bundle that `train.refit` trained on those very texts
+    (same data; metrics.json has `refit_epochs`) reads high: the line that says so, with
+    the first run's validation scores, read before the refit. None otherwise."""
+    run = Path(where["checkpoint"])
+    if where.get("split") != "validation" or not (run / "metrics.json").is_file():
+        return None
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    saved = json.loads((run / "config.json").read_text(encoding="utf-8"))["data"]["source"]
+    if "refit_epochs" not in metrics or Path(saved).resolve() != Path(where["data"]).resolve():
+        return None
+    keys = [k for k in ("val_accuracy", "val_macro_f1") if k in metrics]
+    first = ", ".join(f"{k[4:]} {metrics[k]:.4f}" for k in keys)
+    return (
+        "the refit trained on these validation texts, so this report reads high; "
+        f"the first run's validation, before the refit: {first}"
+    )
 
 
 def per_class_table(report: dict) -> list[str]:
@@ -124,6 +147,8 @@ def format_report(report: dict) -> str:
         "",
         *per_class_table(report),
     ]
+    if "note" in report:
+        lines[1:1] = [f"note: {report['note']}"]
     if "confusion_matrix" in report:
         lines += confusion_table(report)
     return "\n".join(lines)

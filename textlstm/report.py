@@ -178,7 +178,7 @@ def write_html(report: dict, images: dict[str, Path], out_dir: Path) -> Path:
     """report.html: tables plus the PNGs inlined as base64, one file to open or mail."""
     esc = html.escape
     parts = [f"<h1>Evaluation: {esc(str(report.get('split', '?')))} split</h1>", "<ul>"]
-    for key in ("checkpoint", "data", "created", "n"):
+    for key in ("checkpoint", "data", "created", "n", "note"):
         if key in report:
             parts.append(f"<li>{key}: <code>{esc(str(report[key]))}</code></li>")
     parts.append("</ul>")
