@@ -6,6 +6,8 @@ confusion matrix with rows = true label and columns = predicted; multi-label: mi
 subset accuracy, per-label thresholds), with the split and checkpoint they came from. The
 same table is printed on the terminal. Calibration (ECE) and the most confidently wrong
 texts come from metrics.py; PNG plots and report.html from report.py.
+A report on the validation texts a `train.refit` bundle trained on says that it reads
+high, with the first run's validation scores (refit_note).
 
 Under torchrun each rank predicts every W-th text and one all-reduce assembles the full
 logits on every rank, so all ranks compute the same metrics (and take the same
