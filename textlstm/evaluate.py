@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textlstm import distributed, files, guards
+from textlstm import checkpoint, distributed, files, guards
 from textlstm.batching import BucketBatchSampler, PaddedBatches, column_array
 from textlstm.report import markdown_sections, read_curves, write_html, write_plots
 from textlstm.task import TASKS
@@ -100,7 +100,7 @@ def refit_note(where: dict) -> str | None:
     if where.get("split") != "validation" or not (run / "metrics.json").is_file():
         return None
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    saved = json.loads((run / "config.json").read_text(encoding="utf-8"))["data"]["source"]
+    saved = checkpoint.read_config(run)["data"]["source"]
     if "refit_epochs" not in metrics or Path(saved).resolve() != Path(where["data"]).resolve():
         return None
     keys = [k for k in ("val_accuracy", "val_macro_f1") if k in metrics]
